@@ -1,0 +1,10 @@
+"""nexttok: a reproduction of Bachmann & Nagarajan, "The Pitfalls of Next-Token Prediction" (ICML 2024)."""
+from .config import RunConfig
+from .graphs import Graphs, PathStar, TaskError, read_file, sample, seeded_generator, write_file
+from .tokens import Vocab, encode
+from .train import Run, train
+from .evaluate import evaluate
+
+__all__ = ["RunConfig", "Graphs", "PathStar", "TaskError", "read_file", "sample", "seeded_generator",
+           "write_file", "Vocab", "encode", "Run", "train", "evaluate"]
+__version__ = "0.1.0"

@@ -1,0 +1,106 @@
+"""The `nexttok` command line: generate, train, bench. Bad input ends in a one-line error and exit
+status 2, never a traceback."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from .config import RunConfig
+from .graphs import PathStar, TaskError, sample, seeded_generator, to_lines
+
+CHOICES = {"mode": ("forward", "reverse", "teacherless"), "device": ("auto", "cpu", "cuda"),
+           "precision": ("auto", "fp32", "bf16", "fp16")}
+HELP = {
+    "deg": "degree d: arms leaving the source", "path_len": "path length l: nodes per arm, source included",
+    "num_nodes": "N: node labels 0..N-1", "n_train": "fixed train set size (0: fresh graphs every step)",
+    "n_test": "held-out test graphs", "train_file": "train graphs in the authors' text format",
+    "test_file": "test graphs in the authors' text format",
+}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, fields=None) -> None:
+    for f in dataclasses.fields(RunConfig):
+        if fields is not None and f.name not in fields:
+            continue
+        kind = {"int": int, "float": float, "str": str, "str | None": str}[f.type]
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=f.default,
+                            choices=CHOICES.get(f.name), help=HELP.get(f.name, f"default {f.default}"))
+
+
+def _config(args) -> RunConfig:
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def cmd_generate(args) -> None:
+    task = PathStar(args.deg, args.path_len, args.num_nodes)
+    if args.n < 1:
+        raise TaskError(f"-n must be at least 1 (got {args.n})")
+    lines = to_lines(sample(task, args.n, seeded_generator(args.seed, "generate")))
+    text = "\n".join(lines) + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w") as f:
+            f.write(text)
+
+
+def cmd_train(args) -> None:
+    from .train import train
+
+    cfg = _config(args)
+    out = args.out or f"runs/{cfg.mode}-{cfg.key()}"
+    _, metrics = train(cfg, out, resume=args.resume, progress=not args.quiet)
+    print(json.dumps(metrics))
+    print(f"wrote {out}/", file=sys.stderr)
+
+
+def cmd_bench(args) -> None:
+    from .bench import bench
+
+    result = bench(_config(args), train_steps=args.train_steps)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:>26}: {v:.4g}" if isinstance(v, float) else f"{k:>26}: {v}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nexttok", description="The path-star task of 'The Pitfalls of Next-Token Prediction'.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write path-star graphs in the authors' text format")
+    _add_config_flags(gen, {"deg", "path_len", "num_nodes", "seed"})
+    gen.add_argument("-n", type=int, default=1000, help="number of graphs")
+    gen.add_argument("-o", "--output", help="output file (default: stdout)")
+    gen.set_defaults(func=cmd_generate)
+
+    tr = sub.add_parser("train", help="train a model and evaluate it")
+    _add_config_flags(tr)
+    tr.add_argument("--out", help="run folder (default: runs/<mode>-<config hash>)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
+
+    be = sub.add_parser("bench", help="training, generation and sampling speed")
+    _add_config_flags(be, {f.name for f in dataclasses.fields(RunConfig)} - {"steps", "eval_every", "ckpt_every", "train_file", "test_file", "n_train"})
+    be.add_argument("--train-steps", type=int, default=10, help="training steps to time")
+    be.add_argument("--json", action="store_true", help="print JSON")
+    be.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (TaskError, ValueError) as err:
+        print(f"nexttok: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nexttok: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,247 @@
+"""The path-star task G(d, l, N): sampling, the authors' text format, and validation.
+
+A graph has a source with `deg` arms; each arm is a path of `path_len` nodes counted from the source, so
+it adds `path_len - 1` new nodes. All `1 + deg * (path_len - 1)` labels are distinct and drawn from
+`0..num_nodes-1`. The goal is the leaf of one arm; the answer is that arm, source first.
+
+Sampling is vectorised: one `argsort` of uniform noise gives every graph of a batch a random injective
+labelling at once, so there is no Python loop per graph or per node.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+class TaskError(ValueError):
+    """Impossible task parameters or malformed task data (the CLI prints it as a one-line error)."""
+
+
+@dataclass(frozen=True)
+class PathStar:
+    """The task's shape: G(deg, path_len) over labels 0..num_nodes-1."""
+
+    deg: int
+    path_len: int
+    num_nodes: int
+
+    def __post_init__(self):
+        problems = []
+        if self.deg < 1:
+            problems.append(f"degree must be at least 1 (got {self.deg})")
+        if self.path_len < 2:
+            problems.append(f"path length must be at least 2 (got {self.path_len})")
+        if not problems and self.num_nodes < self.graph_nodes:
+            problems.append(
+                f"num_nodes={self.num_nodes} is too small: G({self.deg},{self.path_len}) needs "
+                f"1 + deg*(path_len-1) = {self.graph_nodes} distinct node labels"
+            )
+        if problems:
+            raise TaskError("; ".join(problems))
+
+    @property
+    def graph_nodes(self) -> int:
+        return 1 + self.deg * (self.path_len - 1)
+
+    @property
+    def num_edges(self) -> int:
+        return self.deg * (self.path_len - 1)
+
+
+@dataclass
+class Graphs:
+    """A batch of path-star graphs as tensors (n graphs, E = deg*(path_len-1) edges).
+
+    edges:  (n, E, 2) parent -> child, in the (shuffled) order they are written in the prefix
+    source: (n,)      goal: (n,)
+    path:   (n, l)    the answer, source first
+    arms:   (n, d, l) every arm, source first (arms[i, k, 0] == source[i])
+    """
+
+    edges: torch.Tensor
+    source: torch.Tensor
+    goal: torch.Tensor
+    path: torch.Tensor
+    arms: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.source.shape[0]
+
+    def __getitem__(self, index) -> "Graphs":
+        return Graphs(*(t[index] for t in self._tensors()))
+
+    def _tensors(self):
+        return self.edges, self.source, self.goal, self.path, self.arms
+
+    def to(self, device) -> "Graphs":
+        return Graphs(*(t.to(device) for t in self._tensors()))
+
+    @property
+    def task(self) -> tuple[int, int]:
+        """(deg, path_len) of this batch."""
+        return self.arms.shape[1], self.arms.shape[2]
+
+    def keys(self) -> torch.Tensor:
+        """One row per graph that identifies it up to edge order: the goal path, then the other arms
+        sorted by their first node. Equal rows <=> same edge set, source and goal."""
+        first = self.arms[:, :, 1]
+        order = first.argsort(dim=1)
+        arms = self.arms.gather(1, order[:, :, None].expand_as(self.arms))
+        return torch.cat([self.path, arms[:, :, 1:].flatten(1)], dim=1)
+
+
+def cat(batches: list[Graphs]) -> Graphs:
+    return Graphs(*(torch.cat(ts) for ts in zip(*(b._tensors() for b in batches))))
+
+
+def seeded_generator(seed: int, *stream, device="cpu") -> torch.Generator:
+    """A generator for one named stream of randomness, e.g. ("train", step) or ("test",).
+
+    Deriving every stream from (seed, name, index) makes each batch a pure function of the seed and the
+    step, so a resumed run sees exactly the data an uninterrupted run would, with no RNG state to save.
+    """
+    digest = hashlib.blake2b(repr((seed,) + stream).encode(), digest_size=8).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest, "little") >> 1)
+
+
+def sample(task: PathStar, n: int, generator: torch.Generator) -> Graphs:
+    """n independent uniform graphs of G(d, l, N), on the generator's device."""
+    d, l, N = task.deg, task.path_len, task.num_nodes
+    device = generator.device
+    # a random injective labelling per graph: the first 1 + d(l-1) entries of a random permutation
+    labels = torch.rand(n, N, generator=generator, device=device).argsort(dim=1)[:, : task.graph_nodes]
+    source = labels[:, 0]
+    arms = torch.cat([source[:, None, None].expand(n, d, 1), labels[:, 1:].view(n, d, l - 1)], dim=2)
+    goal_arm = torch.randint(d, (n,), generator=generator, device=device)
+    path = arms[torch.arange(n, device=device), goal_arm]
+    edges = torch.stack([arms[:, :, :-1], arms[:, :, 1:]], dim=-1).reshape(n, task.num_edges, 2)
+    order = torch.rand(n, task.num_edges, generator=generator, device=device).argsort(dim=1)
+    edges = edges.gather(1, order[:, :, None].expand(-1, -1, 2))
+    return Graphs(edges, source, path[:, -1], path, arms)
+
+
+def sample_distinct(task: PathStar, sizes: list[int], generator: torch.Generator) -> list[Graphs]:
+    """Disjoint sets of distinct graphs with the given sizes (e.g. [n_train, n_test]): no graph is in
+    two sets or twice in one. Raises TaskError when the task has too few distinct graphs."""
+    need = sum(sizes)
+    drawn = sample(task, need + need // 10 + 16, generator)
+    _, inverse = torch.unique(drawn.keys(), dim=0, return_inverse=True)
+    # keep the first occurrence of each distinct graph, in drawing order
+    first = torch.full((int(inverse.max()) + 1,), len(drawn), device=inverse.device)
+    first.scatter_reduce_(0, inverse, torch.arange(len(drawn), device=inverse.device), reduce="amin")
+    keep = first.sort().values
+    if len(keep) < need:
+        raise TaskError(
+            f"could not draw {need} distinct graphs of G({task.deg},{task.path_len}) with "
+            f"num_nodes={task.num_nodes} (got {len(keep)}); use more nodes or fewer graphs"
+        )
+    out, start = [], 0
+    for size in sizes:
+        out.append(drawn[keep[start : start + size]])
+        start += size
+    return out
+
+
+# --- the authors' text format: "a,b|c,d|.../source,goal=source,n2,...,goal", one graph a line ---
+
+
+def to_lines(graphs: Graphs) -> list[str]:
+    lines = []
+    for edges, s, g, path in zip(
+        graphs.edges.tolist(), graphs.source.tolist(), graphs.goal.tolist(), graphs.path.tolist()
+    ):
+        edge_text = "|".join(f"{u},{v}" for u, v in edges)
+        lines.append(f"{edge_text}/{s},{g}=" + ",".join(map(str, path)))
+    return lines
+
+
+def write_file(graphs: Graphs, path: str | Path) -> None:
+    Path(path).write_text("\n".join(to_lines(graphs)) + "\n")
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise TaskError(f"{what} {text!r} is not a comma-separated list of integers") from None
+    if any(v < 0 for v in values):
+        raise TaskError(f"{what} {text!r} has a negative node label")
+    return values
+
+
+def parse_line(line: str) -> tuple[list[tuple[int, int]], int, int, list[int]]:
+    """One line of the text format -> (edges, source, goal, path). Raises TaskError saying what is wrong."""
+    head, eq, path_text = line.strip().partition("=")
+    edge_text, slash, query = head.partition("/")
+    if not eq or not slash:
+        raise TaskError("expected 'u,v|u,v|.../source,goal=path'")
+    edges = []
+    for item in edge_text.split("|"):
+        pair = _ints(item, "edge")
+        if len(pair) != 2:
+            raise TaskError(f"edge {item!r} does not have two nodes")
+        edges.append((pair[0], pair[1]))
+    query_nodes = _ints(query, "query")
+    if len(query_nodes) != 2:
+        raise TaskError(f"query {query!r} is not 'source,goal'")
+    return edges, query_nodes[0], query_nodes[1], _ints(path_text, "path")
+
+
+def _arms_of(edges, source, goal, path) -> list[list[int]]:
+    """Check that a parsed line is a path-star graph with a correct answer; return its arms."""
+    children: dict[int, list[int]] = {}
+    for u, v in edges:
+        children.setdefault(u, []).append(v)
+    arms = []
+    for first in children.get(source, []):
+        arm = [source, first]
+        while arm[-1] in children:
+            if len(arm) > len(edges):
+                raise TaskError("the edges contain a cycle")
+            if len(children[arm[-1]]) != 1:
+                raise TaskError(f"node {arm[-1]} is not the source but has {len(children[arm[-1]])} children")
+            arm.append(children[arm[-1]][0])
+        arms.append(arm)
+    nodes = [n for arm in arms for n in arm[1:]] + [source]
+    if len(nodes) != len(edges) + 1 or len(set(nodes)) != len(nodes):
+        raise TaskError("the edges do not form arms that leave the source with distinct nodes")
+    if len({len(a) for a in arms}) != 1:
+        raise TaskError(f"arms have different lengths {sorted(len(a) for a in arms)}")
+    if path not in arms or path[-1] != goal:
+        raise TaskError(f"path {path} is not the arm from source {source} to goal {goal}")
+    return arms
+
+
+def read_file(path: str | Path, num_nodes: int | None = None) -> tuple[Graphs, PathStar]:
+    """Read a file in the authors' format. Every malformed line raises TaskError naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskError(f"{path}: no such data file")
+    rows, shape = [], None
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            edges, s, g, answer = parse_line(line)
+            arms = _arms_of(edges, s, g, answer)
+            this_shape = (len(arms), len(arms[0]))
+            if shape is not None and this_shape != shape:
+                raise TaskError(f"graph is G{this_shape} but earlier lines are G{shape}")
+            if num_nodes is not None and max(max(a) for a in arms) >= num_nodes:
+                raise TaskError(f"node label {max(max(a) for a in arms)} is not below num_nodes={num_nodes}")
+        except TaskError as err:
+            raise TaskError(f"{path}:{lineno}: {err}") from None
+        shape = this_shape
+        rows.append((edges, s, g, answer, arms))
+    if not rows:
+        raise TaskError(f"{path}: no graphs in file")
+    largest = max(max(max(a) for a in r[4]) for r in rows)
+    task = PathStar(shape[0], shape[1], num_nodes if num_nodes is not None else largest + 1)
+    edges, source, goal, answer, arms = zip(*rows)
+    graphs = Graphs(
+        torch.tensor(edges), torch.tensor(source), torch.tensor(goal), torch.tensor(answer), torch.tensor(arms)
+    )
+    return graphs, task

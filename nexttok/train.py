@@ -1,0 +1,199 @@
+"""The training loop: AdamW with weight decay on the matrices, linear warm-up then cosine decay over
+optimiser steps, gradient clipping, mixed precision on CUDA, periodic evaluation into a history, and
+checkpoints that a resumed run continues from bit for bit (on the CPU)."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .config import RunConfig
+from .data import load_data
+from .evaluate import evaluate
+from .graphs import TaskError
+from .models import build_model
+from .objectives import make_view, target_loss
+from .tokens import Vocab, prefix_len
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TaskError("--device cuda was asked for but CUDA is not available")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """auto: bf16 on CUDA (fp16 where bf16 is missing); fp32 on the CPU (exact and deterministic)."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def lr_at(step: int, cfg: RunConfig) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to min_lr_ratio * lr at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model, cfg: RunConfig, device: torch.device):
+    """AdamW; matrices and embeddings are decayed, biases and LayerNorm gains are not."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=device.type == "cuda")
+
+
+class Run:
+    """A model, its data and its optimiser, set up from a config: what train() drives and what a
+    notebook inspects."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        if self.device.type == "cpu":
+            torch.set_flush_denormal(True)  # denormal floats are very slow on x86 CPUs
+        self.train_data, self.test, self.task = load_data(cfg, self.device)
+        self.vocab = Vocab(self.task.num_nodes)
+        block_size = prefix_len(self.task.num_edges) + self.task.path_len - 1
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg, self.vocab.size, block_size).to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.step = 0
+        self.history: list[dict] = []
+        self.train_seconds = 0.0
+
+    def train_step(self) -> torch.Tensor:
+        lr = lr_at(self.step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs, targets = make_view(self.train_data.batch(self.step), self.vocab, self.cfg.mode)
+        with autocast(self.precision, self.device):
+            loss = target_loss(self.model(inputs, n_out=targets.shape[1]), targets)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return loss.detach()
+
+    def evaluate(self, graphs=None) -> dict:
+        with autocast(self.precision, self.device):
+            return evaluate(self.model, self.test if graphs is None else graphs, self.vocab, self.cfg.mode)
+
+    # --- checkpoints ---
+    def state(self) -> dict:
+        return {
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+        }
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)  # atomic: an interrupted save never leaves a broken checkpoint
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state["config"] != self.cfg.to_dict():
+            changed = sorted(k for k in state["config"] if state["config"][k] != self.cfg.to_dict().get(k))
+            raise TaskError(f"{path} was written by a run with other settings ({', '.join(changed)}); use another --out")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.history, self.train_seconds = state["step"], state["history"], state["train_seconds"]
+
+
+def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> tuple[Run, dict]:
+    """Train a run to cfg.steps; write config.json, metrics.json, history.csv and checkpoint.pt to
+    out_dir (when given). Returns the run and its final metrics."""
+    run = Run(cfg)
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt = out / "checkpoint.pt" if out else None
+    if out:
+        if ckpt.exists() and resume:
+            run.load(ckpt)
+        elif (out / "metrics.json").exists() or ckpt.exists():
+            raise TaskError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    loss_sum, loss_count = torch.zeros((), device=run.device), 0
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc=f"{cfg.mode} G({cfg.deg},{cfg.path_len})")
+    try:
+        while run.step < cfg.steps:
+            started = time.perf_counter()
+            loss_sum += run.train_step()
+            loss_count += 1
+            if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
+                metrics = run.evaluate()
+                run.history.append({"step": run.step, "lr": lr_at(run.step - 1, cfg),
+                                    "train_loss": loss_sum.item() / loss_count, **metrics})
+                loss_sum.zero_()
+                loss_count = 0
+                bar.set_postfix(loss=f"{run.history[-1]['train_loss']:.3f}", gen_acc=f"{metrics['gen_accuracy']:.2f}")
+            run.train_seconds += time.perf_counter() - started
+            bar.update(1)
+            if ckpt and (run.step % cfg.ckpt_every == 0 or run.step == cfg.steps):
+                run.save(ckpt)
+    except KeyboardInterrupt:
+        if ckpt:
+            run.save(ckpt)
+            raise TaskError(f"interrupted at step {run.step}; checkpoint saved, continue with --resume --out {out}") from None
+        raise
+    finally:
+        bar.close()
+
+    final = {**{k: v for k, v in run.history[-1].items() if k not in ("step", "lr", "train_loss")},
+             "steps": run.step, "train_seconds": round(run.train_seconds, 2)}
+    if out:
+        (out / "metrics.json").write_text(json.dumps(final, indent=2) + "\n")
+        write_history(run.history, out / "history.csv")
+    return run, final
+
+
+def write_history(history: list[dict], path: Path) -> None:
+    """One row per evaluation; list-valued metrics become one column per target position."""
+    rows = []
+    for entry in history:
+        row = {}
+        for k, v in entry.items():
+            if isinstance(v, list):
+                row.update({f"{k}_{i + 1}": x for i, x in enumerate(v)})
+            else:
+                row[k] = v
+        rows.append(row)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
