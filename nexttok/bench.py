@@ -2,7 +2,6 @@
 comes to the machine's own dense matmul speed, measured in the same process."""
 from __future__ import annotations
 
-import platform
 import time
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 from .config import RunConfig
 from .graphs import PathStar, sample, seeded_generator
 from .tokens import encode, prefix_len
+from .runs import device_name
 from .train import Run, autocast
 
 
@@ -93,7 +93,7 @@ def bench(cfg: RunConfig, train_steps: int = 10, gen_graphs: int = 2048) -> dict
         "graphs_per_s": n_graphs / graphs_s,
         "python_loop_graphs_per_s": n_loop / loop_s,
         "precision": run.precision,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": device_name(device),
         "torch": torch.__version__,
         "config": {k: getattr(cfg, k) for k in ("deg", "path_len", "num_nodes", "mode", "model", "layers", "dim", "heads", "batch_size")},
     }

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from .config import RunConfig
 from .graphs import PathStar, TaskError, sample, seeded_generator, to_lines
@@ -53,8 +54,9 @@ def cmd_train(args) -> None:
     cfg = _config(args)
     out = args.out or f"runs/{cfg.mode}-{cfg.key()}"
     _, metrics = train(cfg, out, resume=args.resume, progress=not args.quiet)
-    print(json.dumps(metrics))
-    print(f"wrote {out}/", file=sys.stderr)
+    if metrics:  # under torchrun only rank 0 has metrics, and only it reports
+        print(json.dumps(metrics))
+        print(f"wrote {out}/", file=sys.stderr)
 
 
 def cmd_bench(args) -> None:
@@ -66,6 +68,23 @@ def cmd_bench(args) -> None:
     else:
         for k, v in result.items():
             print(f"{k:>26}: {v:.4g}" if isinstance(v, float) else f"{k:>26}: {v}")
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import collect, load_sweep, parse_shard, run_sweep
+
+    configs = load_sweep(args.sweep)
+    out = args.out or f"sweeps/{Path(args.sweep).stem}"
+    if args.collect:
+        table, missing = collect(configs, out)
+        print(f"wrote {table}: {len(configs) - len(missing)} of {len(configs)} configs", file=sys.stderr)
+        if missing:
+            print("missing: " + ", ".join(f"{c.mode} seed {c.seed} ({c.key()})" for c in missing), file=sys.stderr)
+            return 1
+        return 0
+    table = run_sweep(configs, out, parse_shard(args.shard), progress=not args.quiet)
+    print(f"wrote {table}", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,17 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--train-steps", type=int, default=10, help="training steps to time")
     be.add_argument("--json", action="store_true", help="print JSON")
     be.set_defaults(func=cmd_bench)
+
+    sw = sub.add_parser("sweep", help="run a list of configs into one results table")
+    sw.add_argument("sweep", help="a sweep file (JSON or YAML) or a named grid: paper, default")
+    sw.add_argument("--out", help="sweep folder: runs/ (the run cache) and the results tables (default: sweeps/<name>)")
+    sw.add_argument("--shard", default="0/1", help="run the i-th of n disjoint slices, i from 0 (default 0/1)")
+    sw.add_argument("--collect", action="store_true", help="merge the shards' tables into results.csv")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars")
+    sw.set_defaults(func=cmd_sweep)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except (TaskError, ValueError) as err:
         print(f"nexttok: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nexttok: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0

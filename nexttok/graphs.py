@@ -127,17 +127,24 @@ def sample_distinct(task: PathStar, sizes: list[int], generator: torch.Generator
     """Disjoint sets of distinct graphs with the given sizes (e.g. [n_train, n_test]): no graph is in
     two sets or twice in one. Raises TaskError when the task has too few distinct graphs."""
     need = sum(sizes)
-    drawn = sample(task, need + need // 10 + 16, generator)
-    _, inverse = torch.unique(drawn.keys(), dim=0, return_inverse=True)
-    # keep the first occurrence of each distinct graph, in drawing order
-    first = torch.full((int(inverse.max()) + 1,), len(drawn), device=inverse.device)
-    first.scatter_reduce_(0, inverse, torch.arange(len(drawn), device=inverse.device), reduce="amin")
-    keep = first.sort().values
-    if len(keep) < need:
+    parts = [sample(task, need + need // 10 + 16, generator)]
+    while True:
+        drawn = cat(parts)
+        _, inverse = torch.unique(drawn.keys(), dim=0, return_inverse=True)
+        distinct = int(inverse.max()) + 1
+        # small tasks run out of distinct graphs: draw more, up to 50x what was asked for
+        if distinct >= need or len(drawn) > 50 * need:
+            break
+        parts.append(sample(task, need + 16, generator))
+    if distinct < need:
         raise TaskError(
             f"could not draw {need} distinct graphs of G({task.deg},{task.path_len}) with "
-            f"num_nodes={task.num_nodes} (got {len(keep)}); use more nodes or fewer graphs"
+            f"num_nodes={task.num_nodes} (found {distinct}); use more nodes or fewer graphs"
         )
+    # keep the first occurrence of each distinct graph, in drawing order
+    first = torch.full((distinct,), len(drawn), device=inverse.device)
+    first.scatter_reduce_(0, inverse, torch.arange(len(drawn), device=inverse.device), reduce="amin")
+    keep = first.sort().values
     out, start = [], 0
     for size in sizes:
         out.append(drawn[keep[start : start + size]])

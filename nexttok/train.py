@@ -4,10 +4,11 @@ checkpoints that a resumed run continues from bit for bit (on the CPU)."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -16,17 +17,19 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .data import load_data
+from . import distributed
 from .evaluate import evaluate
 from .graphs import TaskError
 from .models import build_model
 from .objectives import make_view, target_loss
+from .runs import flatten, provenance, write_table
 from .tokens import Vocab, prefix_len
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise TaskError("--device cuda was asked for but CUDA is not available")
     return torch.device(name)
 
@@ -70,20 +73,30 @@ class Run:
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        self.shard, device_name = distributed.setup(cfg.device)
+        if cfg.batch_size % self.shard.world:
+            raise TaskError(f"batch size {cfg.batch_size} does not split evenly over {self.shard.world} processes")
+        self.device = resolve_device(device_name)
         self.precision = resolve_precision(cfg.precision, self.device)
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)  # denormal floats are very slow on x86 CPUs
-        self.train_data, self.test, self.task = load_data(cfg, self.device)
+        self.train_data, self.test, self.task = load_data(cfg, self.device, self.shard)
         self.vocab = Vocab(self.task.num_nodes)
         block_size = prefix_len(self.task.num_edges) + self.task.path_len - 1
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, self.vocab.size, block_size).to(self.device)
+        # what the training step calls: under torchrun, DDP averages the gradients over the ranks
+        self.trained = self.model
+        if self.shard.world > 1:
+            self.trained = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.step = 0
         self.history: list[dict] = []
         self.train_seconds = 0.0
+        # the training loss summed since the last evaluation (kept on the device: no sync per step)
+        self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
 
     def train_step(self) -> torch.Tensor:
         lr = lr_at(self.step, self.cfg)
@@ -91,7 +104,7 @@ class Run:
             group["lr"] = lr
         inputs, targets = make_view(self.train_data.batch(self.step), self.vocab, self.cfg.mode)
         with autocast(self.precision, self.device):
-            loss = target_loss(self.model(inputs, n_out=targets.shape[1]), targets)
+            loss = target_loss(self.trained(inputs, n_out=targets.shape[1]), targets)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
@@ -116,6 +129,8 @@ class Run:
             "step": self.step,
             "history": self.history,
             "train_seconds": self.train_seconds,
+            "loss_sum": self.loss_sum.item(),
+            "loss_count": self.loss_count,
         }
 
     def save(self, path: Path) -> None:
@@ -132,12 +147,31 @@ class Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.history, self.train_seconds = state["step"], state["history"], state["train_seconds"]
+        self.loss_sum.fill_(state["loss_sum"])
+        self.loss_count = state["loss_count"]
+
+
+@contextlib.contextmanager
+def finish_step_on_interrupt():
+    """Ctrl-C (SIGINT) sets a flag instead of raising inside a step, so the loop can save a consistent
+    checkpoint after the step it was in, then stop."""
+    flag = {"set": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: flag.update(set=True))
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> tuple[Run, dict]:
     """Train a run to cfg.steps; write config.json, metrics.json, history.csv and checkpoint.pt to
-    out_dir (when given). Returns the run and its final metrics."""
+    out_dir (when given). Returns the run and its final metrics. Under torchrun every rank trains and
+    rank 0 alone evaluates and writes."""
     run = Run(cfg)
+    main = run.shard.is_main
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / "checkpoint.pt" if out else None
     if out:
@@ -145,55 +179,43 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = Fals
             run.load(ckpt)
         elif (out / "metrics.json").exists() or ckpt.exists():
             raise TaskError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        distributed.barrier(run.shard)  # every rank has looked before rank 0 writes
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
-    loss_sum, loss_count = torch.zeros((), device=run.device), 0
-    bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc=f"{cfg.mode} G({cfg.deg},{cfg.path_len})")
-    try:
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not (progress and main),
+               desc=f"{cfg.mode} G({run.task.deg},{run.task.path_len})")
+    with finish_step_on_interrupt() as interrupted:
         while run.step < cfg.steps:
             started = time.perf_counter()
-            loss_sum += run.train_step()
-            loss_count += 1
+            run.loss_sum += run.train_step()
+            run.loss_count += 1
             if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
-                metrics = run.evaluate()
-                run.history.append({"step": run.step, "lr": lr_at(run.step - 1, cfg),
-                                    "train_loss": loss_sum.item() / loss_count, **metrics})
-                loss_sum.zero_()
-                loss_count = 0
-                bar.set_postfix(loss=f"{run.history[-1]['train_loss']:.3f}", gen_acc=f"{metrics['gen_accuracy']:.2f}")
+                train_loss = distributed.mean_over_ranks(run.loss_sum, run.shard).item() / run.loss_count
+                run.loss_sum.zero_()
+                run.loss_count = 0
+                if main:
+                    metrics = run.evaluate()
+                    run.history.append({"step": run.step, "lr": lr_at(run.step - 1, cfg), "train_loss": train_loss, **metrics})
+                    bar.set_postfix(loss=f"{train_loss:.3f}", gen_acc=f"{metrics['gen_accuracy']:.2f}")
             run.train_seconds += time.perf_counter() - started
             bar.update(1)
-            if ckpt and (run.step % cfg.ckpt_every == 0 or run.step == cfg.steps):
+            if ckpt and main and (run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or interrupted["set"]):
                 run.save(ckpt)
-    except KeyboardInterrupt:
-        if ckpt:
-            run.save(ckpt)
-            raise TaskError(f"interrupted at step {run.step}; checkpoint saved, continue with --resume --out {out}") from None
-        raise
-    finally:
-        bar.close()
+            if interrupted["set"]:
+                bar.close()
+                where = f"checkpoint saved, continue with --resume --out {out}" if ckpt else "nothing saved (no --out)"
+                raise TaskError(f"interrupted at step {run.step}; {where}")
+    bar.close()
+    distributed.barrier(run.shard)  # rank 0's last checkpoint is on disk before anyone leaves
 
+    if not main:
+        return run, {}
     final = {**{k: v for k, v in run.history[-1].items() if k not in ("step", "lr", "train_loss")},
              "steps": run.step, "train_seconds": round(run.train_seconds, 2)}
-    if out:
+    if out:  # metrics.json last: its presence marks a finished run
+        write_table([flatten(h) for h in run.history], out / "history.csv")
+        (out / "provenance.json").write_text(json.dumps(provenance(run.device, run.train_seconds, run.shard.world), indent=2) + "\n")
         (out / "metrics.json").write_text(json.dumps(final, indent=2) + "\n")
-        write_history(run.history, out / "history.csv")
     return run, final
-
-
-def write_history(history: list[dict], path: Path) -> None:
-    """One row per evaluation; list-valued metrics become one column per target position."""
-    rows = []
-    for entry in history:
-        row = {}
-        for k, v in entry.items():
-            if isinstance(v, list):
-                row.update({f"{k}_{i + 1}": x for i, x in enumerate(v)})
-            else:
-                row[k] = v
-        rows.append(row)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)

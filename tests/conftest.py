@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+from nexttok import PathStar, RunConfig, sample, seeded_generator
+
+
+@pytest.fixture
+def task():
+    return PathStar(deg=2, path_len=5, num_nodes=20)
+
+
+@pytest.fixture
+def graphs(task):
+    return sample(task, 64, seeded_generator(0, "test-fixture"))
+
+
+def tiny_config(**overrides) -> RunConfig:
+    """A run small enough for a unit test: a few seconds on one core."""
+    base = dict(deg=2, path_len=4, num_nodes=12, layers=1, dim=32, heads=2, steps=8, batch_size=32,
+                warmup=2, n_test=64, eval_every=4, ckpt_every=4, device="cpu")
+    base.update(overrides)
+    return RunConfig(**base)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,84 @@
+"""The command line as a script would drive it: real processes, exit codes and messages."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nexttok.graphs import read_file
+
+
+def nexttok(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "nexttok", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_generate_writes_the_authors_format(tmp_path):
+    out = tmp_path / "g.txt"
+    r = nexttok("generate", "--deg", 3, "--path-len", 4, "--num-nodes", 15, "-n", 50, "--seed", 1, "-o", out)
+    assert r.returncode == 0, r.stderr
+    graphs, task = read_file(out, 15)
+    assert len(graphs) == 50 and (task.deg, task.path_len) == (3, 4)
+    again = nexttok("generate", "--deg", 3, "--path-len", 4, "--num-nodes", 15, "-n", 50, "--seed", 1)
+    assert again.stdout == out.read_text()
+    other = nexttok("generate", "--deg", 3, "--path-len", 4, "--num-nodes", 15, "-n", 50, "--seed", 2)
+    assert other.stdout != out.read_text()
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["generate", "--deg", 2, "--path-len", 5, "--num-nodes", 8], "num_nodes=8 is too small"),
+    (["generate", "--deg", 0], "degree must be at least 1"),
+    (["generate", "--path-len", 1], "path length must be at least 2"),
+    (["generate", "-n", 0], "-n must be at least 1"),
+    (["train", "--num-nodes", 5, "--steps", 1], "too small"),
+    (["train", "--dim", 30, "--heads", 4], "not divisible"),
+    (["train", "--mode", "sideways"], "invalid choice"),
+    (["train", "--lr", "fast"], "invalid float value"),
+    (["train", "--frobnicate"], "unrecognized arguments"),
+    (["fly"], "invalid choice"),
+])
+def test_bad_input_is_a_one_line_error(args, msg):
+    r = nexttok(*args)
+    assert r.returncode == 2
+    assert msg in r.stderr and "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_malformed_data_file_names_the_line(tmp_path):
+    good = nexttok("generate", "--deg", 2, "--path-len", 4, "--num-nodes", 12, "-n", 5).stdout
+    (tmp_path / "test.txt").write_text(good)
+    (tmp_path / "train.txt").write_text(good + "1,2|3,4/1,4\n" + good)
+    r = nexttok("train", "--deg", 2, "--path-len", 4, "--num-nodes", 12, "--train-file", tmp_path / "train.txt",
+                "--test-file", tmp_path / "test.txt", "--out", tmp_path / "run")
+    assert r.returncode == 2 and "train.txt:6:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_writes_a_run_and_resumes(tmp_path):
+    flags = ["--deg", 2, "--path-len", 4, "--num-nodes", 12, "--layers", 1, "--dim", 32, "--heads", 2,
+             "--batch-size", 32, "--steps", 6, "--eval-every", 3, "--n-test", 64, "--device", "cpu", "--quiet"]
+    r = nexttok("train", *flags, "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "metrics.json", "history.csv", "checkpoint.pt"} <= files
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert json.loads(r.stdout) == metrics
+    assert set(metrics) == {"gen_accuracy", "gen_token_accuracy", "tf_token_accuracy", "tf_loss",
+                            "first_decision_accuracy", "on_some_arm", "steps", "train_seconds"}
+    assert len(metrics["gen_token_accuracy"]) == len(metrics["tf_token_accuracy"]) == 4 and metrics["steps"] == 6
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dim"] == 32
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and history[0].startswith("step,lr,train_loss,gen_accuracy,gen_token_accuracy_1")
+    again = nexttok("train", *flags, "--out", tmp_path / "run")
+    assert again.returncode == 2 and "--resume" in again.stderr
+    done = nexttok("train", *flags, "--out", tmp_path / "run", "--resume")  # a finished run: nothing left to do
+    assert done.returncode == 0 and json.loads(done.stdout) == metrics
+
+
+def test_bench_json():
+    r = nexttok("bench", "--deg", 2, "--path-len", 4, "--num-nodes", 12, "--layers", 1, "--dim", 32, "--heads", 2,
+                "--batch-size", 32, "--n-test", 64, "--train-steps", 2, "--device", "cpu", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    for key in ("train_samples_per_s", "gen_seqs_per_s", "graphs_per_s", "train_flops_per_s", "matmul_flops_per_s",
+                "python_loop_graphs_per_s"):
+        assert result[key] > 0, key
+    assert result["torch"] and result["device"].startswith("cpu")

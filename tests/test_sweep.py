@@ -1,0 +1,85 @@
+"""Sharded sweeps: disjoint slices, a killed shard restarts where it stopped, one merged table."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nexttok.graphs import TaskError
+from nexttok.runs import read_table
+from nexttok.sweep import load_sweep, parse_shard
+
+BASE = {"deg": 2, "path_len": 4, "num_nodes": 12, "layers": 1, "dim": 32, "heads": 2, "batch_size": 32,
+        "steps": 60, "warmup": 2, "eval_every": 20, "ckpt_every": 5, "n_test": 64, "device": "cpu"}
+
+
+def sweep(*args, wait=True):
+    cmd = [sys.executable, "-m", "nexttok", "sweep", *map(str, args), "--quiet"]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_sweep_files_and_named_grids(tmp_path):
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"base": BASE, "grid": {"mode": ["forward", "reverse"], "seed": [0, 1]},
+                                "runs": [{"mode": "teacherless"}]}))
+    configs = load_sweep(str(spec))
+    assert [(c.mode, c.seed) for c in configs] == [("forward", 0), ("forward", 1), ("reverse", 0), ("reverse", 1), ("teacherless", 0)]
+    assert all(c.dim == 32 for c in configs)
+    assert len(load_sweep("default")) == 10 and {c.mode for c in load_sweep("paper")} == {"forward", "reverse", "teacherless"}
+    spec.write_text('{"grid": {"sed": [0]}}')
+    with pytest.raises(TaskError, match="unknown config keys: sed"):
+        load_sweep(str(spec))
+    spec.write_text('{"grid": ')
+    with pytest.raises(TaskError, match="not valid JSON"):
+        load_sweep(str(spec))
+    with pytest.raises(TaskError, match="neither a sweep file nor a named grid"):
+        load_sweep(str(tmp_path / "nope.json"))
+    for bad in ("3/3", "1", "a/b", "-1/2"):
+        with pytest.raises(TaskError, match="shard"):
+            parse_shard(bad)
+
+
+def test_three_shards_one_killed_midway_collect_one_row_per_config(tmp_path):
+    spec = tmp_path / "grid.json"
+    spec.write_text(json.dumps({"base": BASE, "grid": {"mode": ["forward", "reverse"], "seed": [0, 1, 2]}}))
+    out = tmp_path / "out"
+    for i in (0, 2):
+        r = sweep(spec, "--out", out, "--shard", f"{i}/3")
+        assert r.returncode == 0, r.stderr
+
+    # shard 1 is killed while its second run is under way
+    proc = sweep(spec, "--out", out, "--shard", "1/3", wait=False)
+    table = out / "results-shard-1-of-3.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if table.exists() and len(list((out / "runs").glob("*/checkpoint.pt"))) == 6:
+            break  # the first run is in the table and the second has a checkpoint
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(read_table(table)) == 1
+
+    r = sweep(spec, "--out", out, "--collect")
+    assert r.returncode == 1 and "missing: " in r.stderr and "5 of 6 configs" in r.stderr
+
+    r = sweep(spec, "--out", out, "--shard", "1/3")  # restarts: run 1 from the cache, run 2 from its checkpoint
+    assert r.returncode == 0, r.stderr
+    r = sweep(spec, "--out", out, "--collect")
+    assert r.returncode == 0, r.stderr
+    rows = read_table(out / "results.csv")
+    assert len(rows) == 6 and len({row["key"] for row in rows}) == 6
+    assert [(row["mode"], row["seed"]) for row in rows] == [(m, s) for m in ("forward", "reverse") for s in (0, 1, 2)]
+    for row in rows:  # provenance on every row
+        assert row["commit"] and row["torch"] and row["date"] and row["wall_seconds"] > 0
+        assert row["command"].startswith("nexttok sweep") and row["device"].startswith("cpu")
+        assert row["steps"] == 60 and 0 <= row["gen_accuracy"] <= 1
+
+    shutil.copy(out / "results-shard-0-of-3.csv", out / "results-shard-0-of-2.csv")
+    r = sweep(spec, "--out", out, "--collect")
+    assert r.returncode == 2 and "is in both" in r.stderr
