@@ -8,10 +8,10 @@ import json
 import sys
 from pathlib import Path
 
-from .config import RunConfig
+from .config import MODELS, RunConfig
 from .graphs import PathStar, TaskError, sample, seeded_generator, to_lines
 
-CHOICES = {"mode": ("forward", "reverse", "teacherless"), "device": ("auto", "cpu", "cuda"),
+CHOICES = {"mode": ("forward", "reverse", "teacherless"), "model": MODELS, "device": ("auto", "cpu", "cuda"),
            "precision": ("auto", "fp32", "bf16", "fp16")}
 HELP = {
     "deg": "degree d: arms leaving the source", "path_len": "path length l: nodes per arm, source included",

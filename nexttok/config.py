@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from .graphs import PathStar, TaskError
 from .objectives import MODES
 
-MODELS = ("gpt",)
+MODELS = ("gpt", "mamba")
 
 
 @dataclass
@@ -21,7 +21,7 @@ class RunConfig:
     num_nodes: int = 20
     mode: str = "forward"  # forward | reverse | teacherless
     # model
-    model: str = "gpt"
+    model: str = "gpt"  # gpt | mamba
     layers: int = 2
     dim: int = 96
     heads: int = 6

@@ -58,11 +58,13 @@ def lr_at(step: int, cfg: RunConfig) -> float:
 
 
 def make_optimizer(model, cfg: RunConfig, device: torch.device):
-    """AdamW; matrices and embeddings are decayed, biases and LayerNorm gains are not."""
+    """AdamW; matrices and embeddings are decayed; biases, norm gains and the parameters a block marks
+    `_no_weight_decay` (Mamba's A_log and D) are not."""
     params = [p for p in model.parameters() if p.requires_grad]
+    decayed = [p.dim() >= 2 and not getattr(p, "_no_weight_decay", False) for p in params]
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        {"params": [p for p, d in zip(params, decayed) if d], "weight_decay": cfg.weight_decay},
+        {"params": [p for p, d in zip(params, decayed) if not d], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=device.type == "cuda")
 
