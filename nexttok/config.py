@@ -26,7 +26,7 @@ class RunConfig:
     dim: int = 96
     heads: int = 6
     # optimisation: AdamW, linear warm-up then cosine decay to min_lr_ratio * lr, over optimiser steps
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 256
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
