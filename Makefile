@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SEED ?= 0
 
-.PHONY: test reproduce bench clean
+.PHONY: book test reproduce bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +12,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-## the tests: unit, CLI and end-to-end
+## the book: execute every chapter at its default parameters (cached), then HTML with warnings as errors
+book: $(VENV)/.installed
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+## the tests: unit, CLI, end-to-end, and every chapter executed and checked by nbval
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env tests book
 
 ## the headline at the default CPU scale: forward fails (about 1/d), reverse learns (about 100%)
 reproduce: $(VENV)/.installed
@@ -27,4 +31,4 @@ bench: $(VENV)/.installed
 	$(BIN)/nexttok bench --json --layers 6 --dim 384 --heads 6 --num-nodes 50 --train-steps 3
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs book/runs _build .jupyter_cache

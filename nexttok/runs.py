@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import datetime
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import torch
 
 from .config import RunConfig
 
-DEFAULT_ROOT = "runs"
+DEFAULT_ROOT = os.environ.get("NEXTTOK_RUNS", "runs")
 
 
 def run_dir(cfg: RunConfig, root: str | Path = DEFAULT_ROOT) -> Path:
@@ -31,6 +32,16 @@ def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = Tr
 
         train(cfg, folder, resume=True, progress=progress)
     return load_run(folder)
+
+
+def load_trained(folder: str | Path):
+    """A finished run with its model, optimiser and data set up again from its checkpoint."""
+    from .train import Run
+
+    folder = Path(folder)
+    run = Run(RunConfig.from_dict(json.loads((folder / "config.json").read_text())))
+    run.load(folder / "checkpoint.pt")
+    return run
 
 
 def load_run(folder: str | Path) -> dict:

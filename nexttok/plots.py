@@ -1,0 +1,71 @@
+"""The book's figures. Every function returns its Axes (or Figure) so a chapter can add to it; every
+title carries the scale and config the numbers came from."""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import networkx as nx
+import seaborn as sns
+
+from .config import RunConfig
+from .graphs import Graphs
+
+
+def scale_label(cfg: RunConfig) -> str:
+    data = f"{cfg.n_train} train graphs" if cfg.n_train else "fresh graphs each step"
+    return (f"G({cfg.deg},{cfg.path_len}), N={cfg.num_nodes}; {cfg.model} {cfg.layers}x{cfg.dim}; "
+            f"batch {cfg.batch_size}, lr {cfg.lr:g}, {cfg.steps} steps; {data}; seed {cfg.seed}")
+
+
+def draw_graph(graphs: Graphs, index: int = 0, ax=None):
+    """One path-star graph: the source at the centre, one arm per ray, the answer arm in orange."""
+    ax = ax or plt.subplots(figsize=(5, 5))[1]
+    g = nx.DiGraph()
+    g.add_edges_from(map(tuple, graphs.edges[index].tolist()))
+    source, goal = int(graphs.source[index]), int(graphs.goal[index])
+    answer = set(graphs.path[index].tolist())
+    arms = graphs.arms[index].tolist()
+    pos = {node: (step * math.cos(2 * math.pi * k / len(arms)), step * math.sin(2 * math.pi * k / len(arms)))
+           for k, arm in enumerate(arms) for step, node in enumerate(arm)}
+    colours = ["tab:green" if n == source else "tab:red" if n == goal else "tab:orange" if n in answer else "tab:blue"
+               for n in g.nodes]
+    nx.draw_networkx(g, pos, ax=ax, node_color=colours, font_color="white", node_size=500, arrowsize=12)
+    ax.set_title(f"a G({len(arms)},{len(arms[0])}) graph: source {source} (green), goal {goal} (red), "
+                 "answer arm in orange", fontsize=9)
+    ax.set_axis_off()
+    return ax
+
+
+def plot_curves(histories: dict[str, list[dict]], metric: str = "gen_accuracy", chance: float | None = None,
+                title: str = "", ax=None):
+    """One metric over training steps, one line per run."""
+    sns.set_theme(style="whitegrid")
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    for label, history in histories.items():
+        ax.plot([h["step"] for h in history], [h[metric] for h in history], marker="o", label=label)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle="--", label=f"chance 1/d = {chance:.2f}")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    return ax
+
+
+def plot_positions(history: list[dict], prefix: str = "tf_token_accuracy", title: str = "", ax=None):
+    """Accuracy at each target position over training (position 2 is the arm choice)."""
+    sns.set_theme(style="whitegrid")
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    positions = sorted(int(k.rsplit("_", 1)[1]) for k in history[0] if k.startswith(prefix + "_"))
+    palette = sns.color_palette("viridis", len(positions))
+    for colour, i in zip(palette, positions):
+        ax.plot([h["step"] for h in history], [h[f"{prefix}_{i}"] for h in history], marker="o", color=colour,
+                label=f"position {i}")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(prefix.replace("_", " "))
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.legend(ncol=2)
+    return ax

@@ -1,0 +1,57 @@
+"""The book's structure: config, table of contents, notebooks stored clean, and an HTML build.
+(The notebooks themselves are executed and checked by nbval: `pytest --nbval-lax --nbval-current-env book`.)"""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def toc_files():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for c in toc["chapters"]]
+
+
+def test_config_and_toc():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["only_build_toc_files"] is True
+    assert config["execute"]["execute_notebooks"] == "cache"
+    assert config["launch_buttons"]["colab_url"]
+    files = toc_files()
+    for name in files:
+        assert any((ROOT / f"{name}{ext}").exists() for ext in (".md", ".ipynb")), name
+    assert {f"book/{nb.stem}" for nb in NOTEBOOKS} <= set(files), "every notebook is a chapter"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_clean_and_parameterised(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "stored without outputs"
+    assert "google.colab" in code[0].source, "the first code cell installs nexttok on Colab"
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "one papermill parameters cell"
+    assert any(re.search(r"^\s*assert ", c.source, re.M) for c in code), "the chapter asserts its claims"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+def test_book_builds_to_html_without_warnings(tmp_path):
+    """The pages build with -W (execution off here: nbval executes the notebooks)."""
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "book", tmp_path / "book", ignore=shutil.ignore_patterns("runs", "_build"))
+    config = (tmp_path / "_config.yml").read_text().replace("execute_notebooks: cache", "execute_notebooks: \"off\"")
+    (tmp_path / "_config.yml").write_text(config)
+    jb = Path(sys.executable).parent / "jupyter-book"
+    r = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n", "--keep-going"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    html = tmp_path / "_build" / "html"
+    for name in toc_files():
+        assert (html / f"{name}.html").exists(), name
