@@ -67,5 +67,5 @@ def plot_positions(history: list[dict], prefix: str = "tf_token_accuracy", title
     ax.set_ylabel(prefix.replace("_", " "))
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=9)
-    ax.legend(ncol=2)
+    ax.legend(ncol=2, loc="lower right")
     return ax

@@ -34,6 +34,15 @@ def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = Tr
     return load_run(folder)
 
 
+def list_runs(root: str | Path = DEFAULT_ROOT) -> list[dict]:
+    """Every finished run in the cache, one flat row each: config, final metrics and provenance."""
+    rows = []
+    for metrics in sorted(Path(root).glob("*/metrics.json")):
+        run = load_run(metrics.parent)
+        rows.append({"run": metrics.parent.name, **run["config"], **flatten(run["metrics"]), **run["provenance"]})
+    return rows
+
+
 def load_trained(folder: str | Path):
     """A finished run with its model, optimiser and data set up again from its checkpoint."""
     from .train import Run

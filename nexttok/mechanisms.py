@@ -1,0 +1,54 @@
+"""Probes of the Clever-Hans cheat in a trained forward model: where it looks, and what it does when the
+previous token is swapped for a node of another arm."""
+from __future__ import annotations
+
+import torch
+
+from .graphs import Graphs
+from .objectives import make_view
+from .tokens import Vocab, prefix_len
+
+
+@torch.no_grad()
+def edge_attention(model, graphs: Graphs, vocab: Vocab) -> dict[str, torch.Tensor]:
+    """Where the model looks from the input position that holds the previous node v, at target positions
+    3..l (teacher forcing gives v; v has one child). Each entry is (layers, heads): the mean attention weight
+    on the two tokens of the edge that *starts* at v (`outgoing`: the cheat's look-up), on the two tokens of
+    the edge that *ends* at v (`incoming`, for comparison), and what any two prefix tokens would get under
+    uniform attention over the positions the query can see (`uniform`)."""
+    inputs, _ = make_view(graphs, vocab, "forward")
+    model(inputs, need_weights=True)
+    P, l = prefix_len(graphs.edges.shape[1]), graphs.path.shape[1]
+    out = {"outgoing": [], "incoming": []}
+    for block in model.blocks:
+        weights = block.attn.weights  # (n, heads, T, T)
+        mass = {"outgoing": 0.0, "incoming": 0.0}
+        for i in range(3, l + 1):  # target position i is predicted at input position P + i - 2, which holds path[i-2]
+            query, v = P + i - 2, graphs.path[:, i - 2, None]
+            from_v = weights[:, :, query]  # (n, heads, keys)
+            at = lambda key: from_v.gather(2, key[:, None, None].expand(-1, from_v.shape[1], 1)).squeeze(2)  # noqa: E731
+            for name, end in (("outgoing", 0), ("incoming", 1)):
+                edge = (graphs.edges[:, :, end] == v).float().argmax(1)  # the edge v -> child (or parent -> v)
+                mass[name] = mass[name] + (at(3 * edge) + at(3 * edge + 1)).mean(0) / (l - 2)
+        for name in out:
+            out[name].append(mass[name])
+    visible = torch.tensor([P + i - 1 for i in range(3, l + 1)], dtype=torch.float)
+    return {**{k: torch.stack(v) for k, v in out.items()}, "uniform": (2 / visible).mean()}
+
+
+@torch.no_grad()
+def follow_other_arm(model, graphs: Graphs, vocab: Vocab) -> dict:
+    """Teacher-force the first node of a *wrong* arm at target position 2 and read the prediction for
+    position 3: a model that looks up "the child of the previous token" follows the wrong arm."""
+    inputs, targets = make_view(graphs, vocab, "forward")
+    P = prefix_len(graphs.edges.shape[1])
+    goal_arm = (graphs.path[:, None, :] == graphs.arms).all(-1).float().argmax(1)
+    other = (goal_arm + 1) % graphs.arms.shape[1]
+    rows = torch.arange(len(graphs))
+    swapped = inputs.clone()
+    swapped[:, P + 1] = graphs.arms[rows, other, 1]  # the input that stands for target position 2
+    predicted = model(swapped, n_out=targets.shape[1])[:, 2].argmax(-1)  # the prediction for position 3
+    return {
+        "follows_swapped_arm": (predicted == graphs.arms[rows, other, 2]).float().mean().item(),
+        "stays_on_goal_arm": (predicted == graphs.path[:, 2]).float().mean().item(),
+    }

@@ -1,0 +1,56 @@
+"""The Clever-Hans probes on stand-in models whose mechanism is known."""
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+from nexttok.mechanisms import edge_attention, follow_other_arm
+from nexttok.tokens import Vocab
+
+
+class LookUp(torch.nn.Module):
+    """Predicts "the child of the token I was given" by reading the edge list, and can expose an attention
+    map that points at that edge's child token (one layer, two heads: head 0 does, head 1 looks at position 0)."""
+
+    def __init__(self, vocab):
+        super().__init__()
+        self.vocab = vocab
+        self.blocks = [SimpleNamespace(attn=SimpleNamespace(weights=None))]
+
+    def forward(self, idx, n_out=None, need_weights=False):
+        n, T = idx.shape
+        E = (T - 3 - 4) // 3  # the tests use l = 5: T = 3E + 3 + l - 1
+        parents, children = idx[:, 0 : 3 * E : 3], idx[:, 1 : 3 * E : 3]
+        match = idx[:, :, None] == parents[:, None, :]  # (n, T, E): which edge starts at each input token
+        child = torch.where(match.any(-1), children.gather(1, match.float().argmax(-1)), 0)
+        if need_weights:
+            w = torch.zeros(n, 2, T, T)
+            w[:, 0].scatter_(2, (3 * match.float().argmax(-1) + 1)[:, :, None], 1.0)
+            w[:, 1, :, 0] = 1.0
+            self.blocks[0].attn.weights = w
+        logits = F.one_hot(child, self.vocab.size).float()
+        return logits[:, -n_out:] if n_out else logits
+
+
+def test_probes_see_the_look_up(graphs, task):
+    vocab = Vocab(task.num_nodes)
+    model = LookUp(vocab)
+    attention = edge_attention(model, graphs, vocab)
+    assert attention["outgoing"].shape == attention["incoming"].shape == (1, 2)
+    assert attention["outgoing"][0, 0] == 1.0 and attention["incoming"][0, 0] == 0.0  # head 0: all on v's edge
+    assert attention["outgoing"][0, 1] == 0.0 or graphs.edges[:, 0, 0].eq(graphs.path[:, 1]).any()  # head 1: position 0
+    assert 0 < attention["uniform"] < 0.1
+    probe = follow_other_arm(model, graphs, vocab)
+    assert probe == {"follows_swapped_arm": 1.0, "stays_on_goal_arm": 0.0}
+
+
+def test_a_model_that_ignores_its_inputs_does_not_follow(graphs, task):
+    vocab = Vocab(task.num_nodes)
+    answer = graphs.path
+
+    class Oracle(torch.nn.Module):
+        def forward(self, idx, n_out=None):
+            return F.one_hot(answer, vocab.size).float()
+
+    probe = follow_other_arm(Oracle(), graphs, vocab)
+    assert probe == {"follows_swapped_arm": 0.0, "stays_on_goal_arm": 1.0}
