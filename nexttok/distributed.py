@@ -52,6 +52,15 @@ def mean_over_ranks(value: torch.Tensor, shard: Shard) -> torch.Tensor:
     return value
 
 
+def any_rank(flag: bool, shard: Shard) -> bool:
+    """True on every rank when it is true on some rank (e.g. one rank saw Ctrl-C): they stop together."""
+    if shard.world == 1:
+        return flag
+    value = torch.tensor(float(flag))
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def barrier(shard: Shard) -> None:
     if shard.world > 1:
         dist.barrier()

@@ -203,9 +203,13 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = Fals
                     bar.set_postfix(loss=f"{train_loss:.3f}", gen_acc=f"{metrics['gen_accuracy']:.2f}")
             run.train_seconds += time.perf_counter() - started
             bar.update(1)
-            if ckpt and main and (run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or interrupted["set"]):
-                run.save(ckpt)
-            if interrupted["set"]:
+            stop = distributed.any_rank(interrupted["set"], run.shard)
+            if ckpt and (run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or stop):
+                # the checkpoint holds the loss summed so far averaged over ranks, so every rank resumes alike
+                run.loss_sum = distributed.mean_over_ranks(run.loss_sum, run.shard)
+                if main:
+                    run.save(ckpt)
+            if stop:
                 bar.close()
                 where = f"checkpoint saved, continue with --resume --out {out}" if ckpt else "nothing saved (no --out)"
                 raise TaskError(f"interrupted at step {run.step}; {where}")
