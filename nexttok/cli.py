@@ -1,5 +1,5 @@
-"""The `nexttok` command line: generate, train, bench. Bad input ends in a one-line error and exit
-status 2, never a traceback."""
+"""The `nexttok` command line: generate, train, bench, sweep. Bad input ends in a one-line error and
+exit status 2, never a traceback."""
 from __future__ import annotations
 
 import argparse
@@ -10,9 +10,10 @@ from pathlib import Path
 
 from .config import MODELS, RunConfig
 from .graphs import PathStar, TaskError, sample, seeded_generator, to_lines
+from .objectives import MODES
+from .runs import run_dir
 
-CHOICES = {"mode": ("forward", "reverse", "teacherless"), "model": MODELS, "device": ("auto", "cpu", "cuda"),
-           "precision": ("auto", "fp32", "bf16", "fp16")}
+CHOICES = {"mode": MODES, "model": MODELS, "device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16", "fp16")}
 HELP = {
     "deg": "degree d: arms leaving the source", "path_len": "path length l: nodes per arm, source included",
     "num_nodes": "N: node labels 0..N-1", "n_train": "fixed train set size (0: fresh graphs every step)",
@@ -52,7 +53,7 @@ def cmd_train(args) -> None:
     from .train import train
 
     cfg = _config(args)
-    out = args.out or f"runs/{cfg.mode}-{cfg.key()}"
+    out = args.out or run_dir(cfg)
     _, metrics = train(cfg, out, resume=args.resume, progress=not args.quiet)
     if metrics:  # under torchrun only rank 0 has metrics, and only it reports
         print(json.dumps(metrics))
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a model and evaluate it")
     _add_config_flags(tr)
-    tr.add_argument("--out", help="run folder (default: runs/<mode>-<config hash>)")
+    tr.add_argument("--out", help="run folder (default: the run cache, runs/<mode>-<config hash>)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status = args.func(args)
-    except (TaskError, ValueError) as err:
+    except (TaskError, ValueError, OSError) as err:  # OSError: an unwritable --out or -o, a full disk
         print(f"nexttok: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

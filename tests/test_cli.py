@@ -30,6 +30,7 @@ def test_generate_writes_the_authors_format(tmp_path):
     (["generate", "--deg", 0], "degree must be at least 1"),
     (["generate", "--path-len", 1], "path length must be at least 2"),
     (["generate", "-n", 0], "-n must be at least 1"),
+    (["generate", "-o", "/nonexistent/dir/g.txt"], "No such file or directory"),
     (["train", "--num-nodes", 5, "--steps", 1], "too small"),
     (["train", "--dim", 30, "--heads", 4], "not divisible"),
     (["train", "--mode", "sideways"], "invalid choice"),
