@@ -118,9 +118,20 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def provenance(device: torch.device, wall_seconds: float, world_size: int = 1) -> dict:
+def command_line(cfg: RunConfig) -> str:
+    """The command that produced a run: the `nexttok` command line when the CLI ran it; from a notebook
+    or a script, the `nexttok train` command that reproduces the config."""
+    entry = Path(sys.argv[0])
+    if entry.name == "nexttok" or (entry.name == "__main__.py" and entry.parent.name == "nexttok"):
+        return " ".join(["nexttok"] + sys.argv[1:])
+    defaults = RunConfig()
+    flags = [f"--{k.replace('_', '-')} {v}" for k, v in cfg.to_dict().items() if v != getattr(defaults, k)]
+    return " ".join(["nexttok train"] + flags)
+
+
+def provenance(cfg: RunConfig, device: torch.device, wall_seconds: float, world_size: int = 1) -> dict:
     return {
-        "command": " ".join(["nexttok"] + sys.argv[1:]) if Path(sys.argv[0]).name in ("nexttok", "__main__.py") else " ".join(sys.argv),
+        "command": command_line(cfg),
         "commit": git_commit(),
         "device": device_name(device),
         "processes": world_size,

@@ -222,6 +222,6 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = Fals
              "steps": run.step, "train_seconds": round(run.train_seconds, 2)}
     if out:  # metrics.json last: its presence marks a finished run
         write_table([flatten(h) for h in run.history], out / "history.csv")
-        (out / "provenance.json").write_text(json.dumps(provenance(run.device, run.train_seconds, run.shard.world), indent=2) + "\n")
+        (out / "provenance.json").write_text(json.dumps(provenance(cfg, run.device, run.train_seconds, run.shard.world), indent=2) + "\n")
         (out / "metrics.json").write_text(json.dumps(final, indent=2) + "\n")
     return run, final

@@ -75,6 +75,15 @@ def test_interrupted_and_resumed_run_ends_like_a_straight_run(tmp_path, monkeypa
     assert len((tmp_path / "resumed" / "history.csv").read_text().splitlines()) == 1 + 3
 
 
+def test_provenance_of_a_run_started_from_python(tmp_path):
+    from nexttok.runs import load_run
+
+    train(tiny_config(steps=2, eval_every=2), tmp_path / "run", progress=False)
+    prov = load_run(tmp_path / "run")["provenance"]
+    assert prov["command"].startswith("nexttok train --path-len 4 --num-nodes 12 --layers 1 --dim 32")
+    assert prov["torch"] == torch.__version__ and prov["device"].startswith("cpu") and prov["commit"]
+
+
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
     train(tiny_config(steps=4), tmp_path / "run", progress=False)
     with pytest.raises(TaskError, match="other settings \\(lr\\)"):
