@@ -47,6 +47,9 @@ def test_book_builds_to_html_without_warnings(tmp_path):
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "book", tmp_path / "book", ignore=shutil.ignore_patterns("runs", "_build"))
+    # a virtual environment inside the repository (as `make` makes one) holds .md files that are no pages
+    (tmp_path / ".venv" / "lib").mkdir(parents=True)
+    (tmp_path / ".venv" / "lib" / "LICENSE.md").write_text("Text before a heading\n\n### A deep heading\n")
     config = (tmp_path / "_config.yml").read_text().replace("execute_notebooks: cache", "execute_notebooks: \"off\"")
     (tmp_path / "_config.yml").write_text(config)
     jb = Path(sys.executable).parent / "jupyter-book"
