@@ -8,12 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-from .config import MODELS, RunConfig
+from .config import DEVICES, MODELS, PRECISIONS, RunConfig
 from .graphs import PathStar, TaskError, sample, seeded_generator, to_lines
 from .objectives import MODES
 from .runs import run_dir
 
-CHOICES = {"mode": MODES, "model": MODELS, "device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16", "fp16")}
+CHOICES = {"mode": MODES, "model": MODELS, "device": DEVICES, "precision": PRECISIONS}
 HELP = {
     "deg": "degree d: arms leaving the source", "path_len": "path length l: nodes per arm, source included",
     "num_nodes": "N: node labels 0..N-1", "n_train": "fixed train set size (0: fresh graphs every step)",
@@ -50,11 +50,13 @@ def cmd_generate(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from .distributed import teardown
     from .train import train
 
     cfg = _config(args)
     out = args.out or run_dir(cfg)
-    _, metrics = train(cfg, out, resume=args.resume, progress=not args.quiet)
+    run, metrics = train(cfg, out, resume=args.resume, progress=not args.quiet)
+    teardown(run.shard)  # leave torchrun's process group cleanly
     if metrics:  # under torchrun only rank 0 has metrics, and only it reports
         print(json.dumps(metrics))
         print(f"wrote {out}/", file=sys.stderr)

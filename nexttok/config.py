@@ -11,6 +11,8 @@ from .graphs import PathStar, TaskError
 from .objectives import MODES
 
 MODELS = ("gpt", "mamba")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -49,8 +51,8 @@ class RunConfig:
         checks = [
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)} (got {self.mode!r})"),
             (self.model in MODELS, f"model must be one of {', '.join(MODELS)} (got {self.model!r})"),
-            (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda (got {self.device!r})"),
-            (self.precision in ("auto", "fp32", "bf16", "fp16"), "precision must be auto, fp32, bf16 or fp16"),
+            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)} (got {self.device!r})"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})"),
             (self.layers >= 1 and self.dim >= 1 and self.heads >= 1, "layers, dim and heads must be positive"),
             (self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}"),
             (self.steps >= 1 and self.batch_size >= 1, "steps and batch size must be positive"),

@@ -36,11 +36,13 @@ def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = Tr
 
 def list_runs(root: str | Path = DEFAULT_ROOT) -> list[dict]:
     """Every finished run in the cache, one flat row each: config, final metrics and provenance."""
-    rows = []
-    for metrics in sorted(Path(root).glob("*/metrics.json")):
-        run = load_run(metrics.parent)
-        rows.append({"run": metrics.parent.name, **run["config"], **flatten(run["metrics"]), **run["provenance"]})
-    return rows
+    return [flat_row(load_run(metrics.parent)) for metrics in sorted(Path(root).glob("*/metrics.json"))]
+
+
+def flat_row(run: dict) -> dict:
+    """One table row for a loaded run: its folder name, config hash, config, final metrics, provenance."""
+    key = RunConfig.from_dict(run["config"]).key()
+    return {"run": Path(run["dir"]).name, "key": key, **run["config"], **flatten(run["metrics"]), **run["provenance"]}
 
 
 def load_trained(folder: str | Path):

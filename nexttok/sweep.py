@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .graphs import TaskError
-from .runs import flatten, get_run, read_table, write_table
+from .runs import flat_row, get_run, read_table, write_table
 
 # The paper's G(2,5) setting (PAPER.md): the authors' model and data; forward, reverse and teacherless.
 # 20,000 steps is 25 epochs of 200,000 graphs at batch 256 (the authors' epoch count is not given in
@@ -77,11 +77,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def row_of(run: dict) -> dict:
-    cfg = RunConfig.from_dict(run["config"])
-    return {"key": cfg.key(), **run["config"], **flatten(run["metrics"]), **run["provenance"]}
-
-
 def shard_table(out: Path, i: int, n: int) -> Path:
     return out / f"results-shard-{i}-of-{n}.csv"
 
@@ -97,7 +92,7 @@ def run_sweep(configs: list[RunConfig], out: str | Path, shard: tuple[int, int] 
     for number, cfg in enumerate(mine, 1):
         if progress:
             print(f"[shard {i}/{n}] run {number}/{len(mine)}: {cfg.mode} seed {cfg.seed} ({cfg.key()})", flush=True)
-        rows.append(row_of(get_run(cfg, out / "runs", progress=progress)))
+        rows.append(flat_row(get_run(cfg, out / "runs", progress=progress)))
         write_table(rows, table)
     return table
 
