@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SEED ?= 0
 
-.PHONY: book test reproduce bench clean
+.PHONY: book test reproduce bench clean check-pages screenshots
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,15 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 ## the book: execute every chapter at its default parameters (cached), then HTML with warnings as errors
 book: $(VENV)/.installed
 	$(BIN)/jupyter-book build . -W -n --keep-going
+
+## the built pages in headless Chromium (installs Debian's chromium when missing): every image loads,
+## no figure is empty, every saved widget has its state; builds nothing (run `make book` first)
+check-pages: $(VENV)/.installed
+	$(BIN)/python scripts/check_pages.py _build/html
+
+## the same check, writing a full-page PNG of every page into _build/screenshots/
+screenshots: $(VENV)/.installed
+	$(BIN)/python scripts/check_pages.py _build/html --screenshots _build/screenshots
 
 ## the tests: unit, CLI, end-to-end, and every chapter executed and checked by nbval
 test: $(VENV)/.installed

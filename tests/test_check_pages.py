@@ -1,0 +1,92 @@
+"""scripts/check_pages.py on a hand-made site: a good image passes; a missing image, a blank image, an
+empty figure and a widget without its saved state fail. The browser part runs in headless Chromium
+(skipped when none is installed: `apt-get install chromium`)."""
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("check_pages", ROOT / "scripts" / "check_pages.py")
+check_pages = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(check_pages)
+
+VIEW = '<script type="application/vnd.jupyter.widget-view+json">{"version_major": 2, "model_id": "%s"}</script>'
+STATE = '<script type="application/vnd.jupyter.widget-state+json">%s</script>'
+
+
+def page(body: str) -> str:
+    return f"<!doctype html><html><head><title>t</title></head><body>{body}</body></html>"
+
+
+def png(path: Path, two_colours: bool):
+    im = Image.new("RGB", (40, 30), "white")
+    if two_colours:
+        im.paste((200, 30, 30), (5, 5, 20, 20))
+    im.save(path)
+
+
+@pytest.fixture
+def site(tmp_path):
+    (tmp_path / "_images").mkdir()
+    png(tmp_path / "_images" / "good.png", True)
+    png(tmp_path / "_images" / "blank.png", False)
+    state = json.dumps({"version_major": 2, "state": {"abc": {"model_name": "VBoxModel", "state": {}}}})
+    pages = {
+        "good.html": '<figure><img src="_images/good.png" alt="a plot"><figcaption>ok</figcaption></figure>'
+                     + STATE % state + VIEW % "abc",
+        "missing.html": '<p>text</p><img src="_images/missing.png" alt="gone">',
+        "blank.html": '<div class="cell_output"><img src="_images/blank.png"></div>',
+        "empty_figure.html": '<figure><figcaption>a caption and nothing else</figcaption></figure>'
+                             '<div class="cell_output"><pre>&lt;Figure size 640x480 with 0 Axes&gt;</pre></div>',
+        "widget.html": '<img src="_images/good.png">' + STATE % state + VIEW % "not-saved",
+    }
+    for name, body in pages.items():
+        (tmp_path / name).write_text(page(body))
+    return tmp_path
+
+
+def test_toc_pages_lists_every_file(tmp_path):
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: book/intro\nparts:\n  - chapters:\n    - file: book/a\n"
+                   "      sections:\n      - file: book/b\n")
+    assert check_pages.toc_pages(toc) == ["book/intro.html", "book/a.html", "book/b.html"]
+    assert check_pages.toc_pages(ROOT / "_toc.yml")[0] == "book/intro.html"
+
+
+def test_widget_view_needs_its_saved_state(site):
+    assert check_pages.widget_problems((site / "good.html").read_text()) == []
+    assert check_pages.widget_problems((site / "widget.html").read_text()) == [
+        "widget view not-saved has no saved widget state on the page"]
+
+
+def test_missing_book_is_a_clear_error(tmp_path):
+    with pytest.raises(check_pages.CheckError, match="no built book"):
+        check_pages.check_site(tmp_path / "nothing", ["a.html"])
+    assert check_pages.main([str(tmp_path / "nothing"), "--pages", "a.html"]) == 2
+
+
+def test_chromium_passes_good_pages_and_fails_broken_ones(site):
+    try:
+        chromium = check_pages.find_chromium(install=False)
+    except check_pages.CheckError:
+        pytest.skip("no Chromium installed")
+    out = io.StringIO()
+    names = ["good.html", "missing.html", "blank.html", "empty_figure.html", "widget.html"]
+    failed = check_pages.check_site(site, names, screenshots=site / "shots", chromium=chromium, out=out)
+    report = out.getvalue()
+    assert failed == 4, report
+    blocks = {line.split()[1]: line for line in report.splitlines() if line.startswith(("ok", "FAIL"))}
+    assert blocks["good.html"].startswith("ok") and "1 images" in blocks["good.html"], report
+    for name in names[1:]:
+        assert blocks[name].startswith("FAIL"), report
+    assert "404 for _images/missing.png" in report and "image did not load: _images/missing.png" in report
+    assert "image is blank (one colour): _images/blank.png" in report
+    assert "figure with no image: <figure><figcaption>a caption" in report
+    assert "figure output that was never drawn: <Figure size 640x480 with 0 Axes>" in report
+    assert "widget view not-saved has no saved widget state" in report
+    shot = Image.open(site / "shots" / "good.png")
+    assert shot.width == check_pages.WIDTH and len(list((site / "shots").glob("*.png"))) == len(names)
