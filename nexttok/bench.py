@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .graphs import PathStar, sample, seeded_generator
@@ -30,13 +31,36 @@ def _timed(fn, device, repeat: int) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def train_flops_per_sample(cfg: RunConfig, task: PathStar) -> float:
-    """Matmul FLOPs of one training sample (forward + backward = 3x forward), counted from the shapes:
-    per layer and token 24*C^2 (qkv, projection, 4x MLP), per layer 4*T^2*C for attention scores and
-    values (the full square, as PaLM's MFU does), and the tied head on the l target positions only."""
-    C, T, L = cfg.dim, prefix_len(task.num_edges) + task.path_len - 1, cfg.layers
-    forward = L * (24 * C * C * T + 4 * T * T * C) + 2 * C * (task.num_nodes + 4) * task.path_len
+def train_flops_per_sample(model, cfg: RunConfig, task: PathStar) -> float:
+    """Matmul FLOPs of one training sample (forward + backward = 3x forward), counted from the shapes.
+
+    GPT: per layer and token 24*C^2 (qkv, projection, 4x MLP) and 4*T*C per query for attention scores
+    and values (the full square, as PaLM's MFU does); the last block computes only the l graded
+    positions (keys and values for all T), and so does the tied head. Other models (Mamba, pretrained):
+    2 FLOPs per weight of every matrix per token, all T tokens, plus the head on the l graded positions
+    (Mamba's selective scan is elementwise work and not counted)."""
+    C, T, L, l = cfg.dim, prefix_len(task.num_edges) + task.path_len - 1, cfg.layers, task.path_len
+    V = task.num_nodes + 4
+    if cfg.model == "gpt":
+        full = 24 * C * C * T + 4 * T * T * C
+        last = 4 * C * C * T + 20 * C * C * l + 4 * l * T * C
+        forward = (L - 1) * full + last + 2 * C * V * l
+    else:
+        embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+        matrices = sum(p.numel() for p in model.parameters() if p.dim() >= 2 and id(p) not in embeddings)
+        forward = 2 * matrices * T + 2 * C * V * l
     return 3.0 * forward
+
+
+# Dense bf16 tensor-core peaks from the vendors' data sheets (no sparsity), for model FLOP utilisation.
+GPU_BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
+
+
+def gpu_peak(device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in GPU_BF16_PEAK.items() if key in name), None)
 
 
 def matmul_flops_per_s(device, precision: str, n: int = 2048, repeat: int = 10) -> float:
@@ -68,12 +92,52 @@ def python_loop_graphs(task: PathStar, n: int, rng: np.random.Generator) -> list
     return graphs
 
 
+def time_to_result(cfg: RunConfig, target: float = 0.95, check_every: int = 50, progress: bool = False) -> dict:
+    """Train cfg's run (its own schedule, so the run the book would do) and stop at the first check where
+    generation accuracy on the held-out graphs reaches `target`. seconds_to_result counts training
+    steps only; the checks, which a real run does far less often, are reported apart."""
+    run = Run(cfg)
+    train_s = check_s = 0.0
+    bar = tqdm(total=cfg.steps, disable=not progress, desc=f"to {target} {cfg.mode}")
+    accuracy = None
+    while run.step < cfg.steps:
+        start = time.perf_counter()
+        run.train_step()
+        _sync(run.device)
+        train_s += time.perf_counter() - start
+        bar.update(1)
+        if run.step % check_every == 0 or run.step == cfg.steps:
+            start = time.perf_counter()
+            accuracy = run.evaluate()["gen_accuracy"]
+            check_s += time.perf_counter() - start
+            bar.set_postfix(gen_acc=f"{accuracy:.3f}")
+            if accuracy >= target:
+                break
+    bar.close()
+    reached = accuracy is not None and accuracy >= target
+    return {
+        "reached": reached,
+        "target": target,
+        "steps_to_result": run.step if reached else None,
+        "seconds_to_result": round(train_s, 2) if reached else None,
+        "gen_accuracy": accuracy,
+        "steps_trained": run.step,
+        "train_seconds": round(train_s, 2),
+        "check_seconds": round(check_s, 2),
+        "check_every": check_every,
+        "device": device_name(run.device),
+        "torch": torch.__version__,
+        "config": cfg.to_dict(),
+    }
+
+
 def bench(cfg: RunConfig, train_steps: int = 10, gen_graphs: int = 2048) -> dict:
     run = Run(cfg)
     device, task = run.device, run.task
     step_s = _timed(run.train_step, device, train_steps)
-    flops = train_flops_per_sample(cfg, task) * cfg.batch_size / step_s
+    flops = train_flops_per_sample(run.model, cfg, task) * cfg.batch_size / step_s
     peak = matmul_flops_per_s(device, run.precision)
+    datasheet = gpu_peak(device)
 
     prefixes = encode(run.test[:gen_graphs], run.vocab)[:, : prefix_len(task.num_edges)]
     with autocast(run.precision, device):  # greedy KV-cache generation of the l target tokens
@@ -89,6 +153,8 @@ def bench(cfg: RunConfig, train_steps: int = 10, gen_graphs: int = 2048) -> dict
         "train_flops_per_s": flops,
         "matmul_flops_per_s": peak,
         "train_vs_matmul": flops / peak,
+        # model FLOP utilisation against the data sheet's dense bf16 peak (GPUs in GPU_BF16_PEAK only)
+        "mfu_vs_bf16_peak": flops / datasheet if datasheet else None,
         "gen_seqs_per_s": len(prefixes) / gen_s,
         "graphs_per_s": n_graphs / graphs_s,
         "python_loop_graphs_per_s": n_loop / loop_s,

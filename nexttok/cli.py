@@ -19,6 +19,9 @@ HELP = {
     "num_nodes": "N: node labels 0..N-1", "n_train": "fixed train set size (0: fresh graphs every step)",
     "n_test": "held-out test graphs", "train_file": "train graphs in the authors' text format",
     "test_file": "test graphs in the authors' text format",
+    "model": "gpt, mamba, or a pretrained Hugging Face model (gpt2..., pythia-...; needs nexttok[pretrained]; "
+             "then --layers, --dim and --heads are ignored) (default gpt)",
+    "weights": "pretrained models: load from this local folder (written by save_pretrained) instead of the hub",
 }
 
 
@@ -63,9 +66,17 @@ def cmd_train(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import bench
+    from .bench import bench, time_to_result
 
-    result = bench(_config(args), train_steps=args.train_steps)
+    if args.to_result:
+        if args.mode is None:  # the time-to-result benchmark is the default reverse run
+            args.mode = "reverse"
+        if not 0 < args.target <= 1 or args.check_every < 1:
+            raise TaskError("--target must be in (0, 1] and --check-every at least 1")
+        result = time_to_result(_config(args), args.target, args.check_every, progress=not args.json)
+    else:
+        args.mode = args.mode or "forward"
+        result = bench(_config(args), train_steps=args.train_steps)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -108,8 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     be = sub.add_parser("bench", help="training, generation and sampling speed")
-    _add_config_flags(be, {f.name for f in dataclasses.fields(RunConfig)} - {"steps", "eval_every", "ckpt_every", "train_file", "test_file", "n_train"})
+    _add_config_flags(be, {f.name for f in dataclasses.fields(RunConfig)} - {"eval_every", "ckpt_every", "train_file", "test_file", "n_train"})
+    be.set_defaults(mode=None)  # forward for the speed figures, reverse for --to-result
     be.add_argument("--train-steps", type=int, default=10, help="training steps to time")
+    be.add_argument("--to-result", action="store_true",
+                    help="train the run (reverse unless --mode) until gen_accuracy reaches --target; report the time")
+    be.add_argument("--target", type=float, default=0.95, help="gen_accuracy that counts as learned (--to-result)")
+    be.add_argument("--check-every", type=int, default=50, help="steps between accuracy checks (--to-result)")
     be.add_argument("--json", action="store_true", help="print JSON")
     be.set_defaults(func=cmd_bench)
 

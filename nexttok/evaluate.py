@@ -1,7 +1,7 @@
 """Evaluation, batched on the device. The metric names are the CLI contract (DESIGN.md):
 
-- tf_loss, tf_token_accuracy: the model on its own training view (teacher-forced for forward and
-  reverse, "$" inputs for teacherless); accuracy per target position.
+- tf_loss, tf_token_accuracy, tf_token_loss: the model on its own training view (teacher-forced for
+  forward and reverse, "$" inputs for teacherless); accuracy and loss per target position.
 - gen_accuracy, gen_token_accuracy: the model decoding alone from the prefix (greedy, KV cache; for
   teacherless, one forward pass over the "$" inputs); whole-path and per-position accuracy.
 - first_decision_accuracy: generated accuracy at target position 2, the first token the prefix does
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .graphs import Graphs
-from .objectives import make_view, target_loss
+from .objectives import make_view, position_losses
 from .tokens import Vocab, prefix_len
 
 
@@ -36,11 +36,11 @@ def predict(model, graphs: Graphs, vocab: Vocab, mode: str):
 def evaluate(model, graphs: Graphs, vocab: Vocab, mode: str, batch_size: int = 1024) -> dict:
     was_training = model.training
     model.eval()
-    loss_sum, tf_hits, gen_hits, whole, on_arm = 0.0, 0, 0, 0, 0
+    loss_sum, tf_hits, gen_hits, whole, on_arm = 0, 0, 0, 0, 0
     for start in range(0, len(graphs), batch_size):
         part = graphs[start : start + batch_size]
         logits, targets, decoded = predict(model, part, vocab, mode)
-        loss_sum += target_loss(logits, targets).item() * len(part)
+        loss_sum = loss_sum + position_losses(logits, targets).double() * len(part)
         tf_hits = tf_hits + (logits.argmax(-1) == targets).sum(0)
         correct = decoded == targets
         gen_hits = gen_hits + correct.sum(0)
@@ -54,7 +54,8 @@ def evaluate(model, graphs: Graphs, vocab: Vocab, mode: str, batch_size: int = 1
         "gen_accuracy": whole / n,
         "gen_token_accuracy": gen_token,
         "tf_token_accuracy": (tf_hits.double() / n).tolist(),
-        "tf_loss": loss_sum / n,
+        "tf_loss": (loss_sum.mean() / n).item(),
+        "tf_token_loss": (loss_sum / n).tolist(),
         "first_decision_accuracy": gen_token[1] if len(gen_token) > 1 else gen_token[0],
         "on_some_arm": on_arm / n,
     }

@@ -1,11 +1,12 @@
-"""Probes of the Clever-Hans cheat in a trained forward model: where it looks, and what it does when the
-previous token is swapped for a node of another arm."""
+"""Probes of the two mechanisms. The Clever-Hans cheat in a trained forward model: where it looks, and
+what it does when the previous token is swapped for a node of another arm. The indecipherable token:
+how much gradient each target position's loss sends into the weights."""
 from __future__ import annotations
 
 import torch
 
 from .graphs import Graphs
-from .objectives import make_view
+from .objectives import make_view, position_losses
 from .tokens import Vocab, prefix_len
 
 
@@ -52,3 +53,17 @@ def follow_other_arm(model, graphs: Graphs, vocab: Vocab) -> dict:
         "follows_swapped_arm": (predicted == graphs.arms[rows, other, 2]).float().mean().item(),
         "stays_on_goal_arm": (predicted == graphs.path[:, 2]).float().mean().item(),
     }
+
+
+def position_gradient_norms(model, graphs: Graphs, vocab: Vocab, mode: str) -> list[float]:
+    """For each target position i, the norm of the gradient of position i's loss with respect to all the
+    weights: which positions are still teaching the model something. (torch.autograd.grad leaves the
+    parameters' .grad, and so the training step, untouched.)"""
+    inputs, targets = make_view(graphs, vocab, mode)
+    params = [p for p in model.parameters() if p.requires_grad]
+    losses = position_losses(model(inputs, n_out=targets.shape[1]), targets)
+    norms = []
+    for i, loss in enumerate(losses):
+        grads = torch.autograd.grad(loss, params, retain_graph=i < len(losses) - 1, allow_unused=True)
+        norms.append(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)).item())
+    return norms

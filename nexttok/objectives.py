@@ -33,6 +33,14 @@ def make_view(graphs: Graphs, vocab: Vocab, mode: str) -> tuple[torch.Tensor, to
     return inputs, seq[:, -path_len:]
 
 
-def target_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the target positions; logits (n, l, V) are the last l outputs."""
+def target_loss(logits: torch.Tensor, targets: torch.Tensor, only_position: int = 0) -> torch.Tensor:
+    """Mean cross-entropy over the target positions; logits (n, l, V) are the last l outputs.
+    only_position=i (1-based) grades target position i alone, the others get no gradient."""
+    if only_position:
+        logits, targets = logits[:, only_position - 1 : only_position], targets[:, only_position - 1 : only_position]
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+def position_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(l,) mean cross-entropy at each target position."""
+    return F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none").mean(0)

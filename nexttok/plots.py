@@ -8,14 +8,17 @@ import matplotlib.pyplot as plt
 import networkx as nx
 import seaborn as sns
 
-from .config import RunConfig
+from .config import PRETRAINED, RunConfig
 from .graphs import Graphs
 
 
 def scale_label(cfg: RunConfig) -> str:
     data = f"{cfg.n_train} train graphs" if cfg.n_train else "fresh graphs each step"
-    return (f"G({cfg.deg},{cfg.path_len}), N={cfg.num_nodes}; {cfg.model} {cfg.layers}x{cfg.dim}; "
-            f"batch {cfg.batch_size}, lr {cfg.lr:g}, {cfg.steps} steps; {data}; seed {cfg.seed}")
+    graded = f"; loss on position {cfg.only_position} only" if cfg.only_position else ""
+    # a pretrained model has its own size: name where its weights came from instead
+    model = f"{cfg.model} from {cfg.weights or 'the hub'}" if cfg.model in PRETRAINED else f"{cfg.model} {cfg.layers}x{cfg.dim}"
+    return (f"G({cfg.deg},{cfg.path_len}), N={cfg.num_nodes}; {model}; "
+            f"batch {cfg.batch_size}, lr {cfg.lr:g}, {cfg.steps} steps; {data}{graded}; seed {cfg.seed}")
 
 
 def draw_graph(graphs: Graphs, index: int = 0, ax=None):
@@ -54,8 +57,10 @@ def plot_curves(histories: dict[str, list[dict]], metric: str = "gen_accuracy", 
     return ax
 
 
-def plot_positions(history: list[dict], prefix: str = "tf_token_accuracy", title: str = "", ax=None):
-    """Accuracy at each target position over training (position 2 is the arm choice)."""
+def plot_positions(history: list[dict], prefix: str = "tf_token_accuracy", title: str = "", ax=None, log: bool = False):
+    """A per-position metric (accuracy, loss, gradient norm) over training, one line per target position
+    (in forward order position 2 is the arm choice). Accuracies share a 0..1 axis; log=True for losses
+    and gradient norms, which span orders of magnitude."""
     sns.set_theme(style="whitegrid")
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     positions = sorted(int(k.rsplit("_", 1)[1]) for k in history[0] if k.startswith(prefix + "_"))
@@ -65,7 +70,10 @@ def plot_positions(history: list[dict], prefix: str = "tf_token_accuracy", title
                 label=f"position {i}")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(prefix.replace("_", " "))
-    ax.set_ylim(-0.02, 1.02)
+    if log:
+        ax.set_yscale("log")
+    elif "accuracy" in prefix:
+        ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=9)
-    ax.legend(ncol=2, loc="lower right")
+    ax.legend(ncol=2, loc="best")
     return ax

@@ -19,6 +19,7 @@ from .config import RunConfig
 from .data import load_data
 from . import distributed
 from .evaluate import evaluate
+from .mechanisms import position_gradient_norms
 from .graphs import TaskError
 from .models import build_model
 from .objectives import make_view, target_loss
@@ -106,7 +107,7 @@ class Run:
             group["lr"] = lr
         inputs, targets = make_view(self.train_data.batch(self.step), self.vocab, self.cfg.mode)
         with autocast(self.precision, self.device):
-            loss = target_loss(self.trained(inputs, n_out=targets.shape[1]), targets)
+            loss = target_loss(self.trained(inputs, n_out=targets.shape[1]), targets, self.cfg.only_position)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
@@ -120,6 +121,11 @@ class Run:
     def evaluate(self, graphs=None) -> dict:
         with autocast(self.precision, self.device):
             return evaluate(self.model, self.test if graphs is None else graphs, self.vocab, self.cfg.mode)
+
+    def gradient_norms(self, n: int = 256) -> list[float]:
+        """Per target position, the gradient norm of its loss on the first n test graphs (see mechanisms)."""
+        with autocast(self.precision, self.device):
+            return position_gradient_norms(self.model, self.test[:n], self.vocab, self.cfg.mode)
 
     # --- checkpoints ---
     def state(self) -> dict:
@@ -199,7 +205,8 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = Fals
                 run.loss_count = 0
                 if main:
                     metrics = run.evaluate()
-                    run.history.append({"step": run.step, "lr": lr_at(run.step - 1, cfg), "train_loss": train_loss, **metrics})
+                    run.history.append({"step": run.step, "lr": lr_at(run.step - 1, cfg), "train_loss": train_loss,
+                                        **metrics, "grad_norm_by_position": run.gradient_norms()})
                     bar.set_postfix(loss=f"{train_loss:.3f}", gen_acc=f"{metrics['gen_accuracy']:.2f}")
             run.train_seconds += time.perf_counter() - started
             bar.update(1)
@@ -218,7 +225,7 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = Fals
 
     if not main:
         return run, {}
-    final = {**{k: v for k, v in run.history[-1].items() if k not in ("step", "lr", "train_loss")},
+    final = {**{k: v for k, v in run.history[-1].items() if k not in ("step", "lr", "train_loss", "grad_norm_by_position")},
              "steps": run.step, "train_seconds": round(run.train_seconds, 2)}
     if out:  # metrics.json last: its presence marks a finished run
         write_table([flatten(h) for h in run.history], out / "history.csv")

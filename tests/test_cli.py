@@ -83,3 +83,15 @@ def test_bench_json():
                 "python_loop_graphs_per_s"):
         assert result[key] > 0, key
     assert result["torch"] and result["device"].startswith("cpu")
+
+
+def test_bench_to_result_reports_a_run_that_falls_short():
+    r = nexttok("bench", "--to-result", "--deg", 2, "--path-len", 4, "--num-nodes", 12, "--layers", 1, "--dim", 16,
+                "--heads", 2, "--batch-size", 16, "--n-test", 32, "--steps", 4, "--check-every", 2, "--device", "cpu", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["config"]["mode"] == "reverse"  # the time-to-result run is the reverse run unless --mode says
+    assert result["steps_trained"] == 4 and result["gen_accuracy"] < 0.95
+    assert not result["reached"] and result["steps_to_result"] is None and result["seconds_to_result"] is None
+    bad = nexttok("bench", "--to-result", "--target", 1.5)
+    assert bad.returncode == 2 and "--target" in bad.stderr

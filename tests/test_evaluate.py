@@ -51,3 +51,15 @@ def test_a_path_on_no_arm(graphs, task):
     m = evaluate(wrong, graphs, vocab, "forward")
     assert m["on_some_arm"] == 0 and m["gen_accuracy"] == 0
     assert m["gen_token_accuracy"] == [1.0, 1.0, 0.0, 1.0, 1.0]
+
+
+def test_loss_by_position(graphs, task):
+    """tf_token_loss is the loss at each target position: ~0 where the stand-in is right, large where not,
+    and tf_loss is their mean."""
+    vocab = Vocab(task.num_nodes)
+    wrong = ArmFollower(graphs, vocab, 0)
+    wrong.answer = graphs.path.clone()
+    wrong.answer[:, 2] = graphs.arms[:, 1, 2].where(graphs.path[:, 2] != graphs.arms[:, 1, 2], graphs.arms[:, 0, 2])
+    m = evaluate(wrong, graphs, vocab, "forward")
+    assert [loss > 10 for loss in m["tf_token_loss"]] == [False, False, True, False, False]
+    assert m["tf_loss"] == pytest.approx(sum(m["tf_token_loss"]) / 5)

@@ -76,3 +76,20 @@ def test_sequence_longer_than_block_size_is_refused(task):
         model(torch.zeros(1, 32, dtype=torch.long))
     with pytest.raises(ValueError, match="not divisible"):
         GPTConfig(24, 31, n_head=5, n_embd=64)
+
+
+def test_last_block_on_the_graded_positions_only_changes_nothing():
+    """With n_out the last block computes only the last n_out positions: the logits and every weight's
+    gradient equal those of the full forward pass cut to the same positions."""
+    model = GPT(GPTConfig(vocab_size=24, block_size=31, n_layer=2, n_head=4, n_embd=32))
+    idx = torch.randint(0, 24, (16, 31))
+    target = torch.randint(0, 24, (16, 5))
+    grads = []
+    for logits in (lambda: model(idx)[:, -5:], lambda: model(idx, n_out=5)):
+        model.zero_grad()
+        out = logits()
+        torch.nn.functional.cross_entropy(out.flatten(0, 1), target.flatten()).backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (full, full_grads), (trimmed, trimmed_grads) = grads
+    assert torch.allclose(full, trimmed, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full_grads, trimmed_grads))

@@ -1,10 +1,11 @@
 """The Clever-Hans probes on stand-in models whose mechanism is known."""
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from nexttok.mechanisms import edge_attention, follow_other_arm
+from nexttok.mechanisms import edge_attention, follow_other_arm, position_gradient_norms
 from nexttok.tokens import Vocab
 
 
@@ -54,3 +55,29 @@ def test_a_model_that_ignores_its_inputs_does_not_follow(graphs, task):
 
     probe = follow_other_arm(Oracle(), graphs, vocab)
     assert probe == {"follows_swapped_arm": 0.0, "stays_on_goal_arm": 1.0}
+
+
+class ScaledAnswer(torch.nn.Module):
+    """logits = w * one_hot(answer): one weight, so each position's gradient is known: ~0 where the answer
+    is the target (the loss is saturated), about -1 per graph where it is not."""
+
+    def __init__(self, answer, vocab):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(20.0))
+        self.answer, self.vocab = answer, vocab
+
+    def forward(self, idx, n_out=None):
+        return self.w * F.one_hot(self.answer, self.vocab.size).float()
+
+
+def test_gradient_norms_by_position(graphs, task):
+    """A fitted position sends (almost) no gradient into the weights, a wrong one does; .grad is untouched."""
+    vocab = Vocab(task.num_nodes)
+    answer = graphs.path.clone()
+    answer[:, 1] = graphs.arms[:, 1, 1].where(graphs.path[:, 1] != graphs.arms[:, 1, 1], graphs.arms[:, 0, 1])
+    model = ScaledAnswer(answer, vocab)
+    norms = position_gradient_norms(model, graphs, vocab, "forward")
+    assert len(norms) == 5
+    assert norms[1] == pytest.approx(1.0, rel=1e-3)  # d(loss)/dw = -1 on every graph, averaged
+    assert max(norms[:1] + norms[2:]) < 1e-6
+    assert model.w.grad is None

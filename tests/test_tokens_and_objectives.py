@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from nexttok.models.gpt import GPT, GPTConfig
-from nexttok.objectives import make_view, target_loss
+from nexttok.objectives import make_view, target_loss, position_losses
 from nexttok.tokens import Vocab, encode, prefix_len
 
 
@@ -51,3 +51,20 @@ def test_loss_covers_exactly_the_target_positions(graphs, task, mode):
     assert torch.allclose(model(x, n_out=5), full[:, -5:], atol=1e-6)
     ours.backward()
     assert (full.grad[:, :-5] == 0).all() and (full.grad[:, -5:] != 0).any()
+
+
+def test_one_position_alone_and_losses_by_position(graphs, task):
+    """only_position=i grades target position i alone; position_losses splits the loss by position."""
+    vocab = Vocab(task.num_nodes)
+    model = GPT(GPTConfig(vocab.size, 31, n_layer=1, n_head=2, n_embd=32))
+    x, y = make_view(graphs, vocab, "forward")
+    logits = model(x, n_out=5)
+    by_position = position_losses(logits, y)
+    assert by_position.shape == (5,)
+    assert torch.allclose(by_position.mean(), target_loss(logits, y))
+    for i in range(1, 6):
+        assert torch.allclose(target_loss(logits, y, only_position=i), by_position[i - 1])
+    logits.retain_grad()
+    target_loss(logits, y, only_position=2).backward()
+    graded = (logits.grad != 0).flatten(2).any(-1).any(0)
+    assert graded.tolist() == [False, True, False, False, False]

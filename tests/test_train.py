@@ -130,3 +130,13 @@ def test_a_tiny_model_learns_the_edge_lookup():
 def test_bad_configs_are_refused(bad, msg):
     with pytest.raises(TaskError, match=msg):
         tiny_config(**bad)
+
+
+def test_time_to_result_stops_at_the_first_check_that_reaches_the_target(monkeypatch):
+    from nexttok import bench
+
+    accuracies = iter([0.1, 0.5, 0.97, 1.0])
+    monkeypatch.setattr(bench.Run, "evaluate", lambda self: {"gen_accuracy": next(accuracies)})
+    result = bench.time_to_result(tiny_config(mode="reverse", steps=40), target=0.95, check_every=3)
+    assert result["reached"] and result["steps_to_result"] == 9 and result["gen_accuracy"] == 0.97
+    assert result["seconds_to_result"] == result["train_seconds"] > 0

@@ -52,8 +52,18 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
 
-    def forward(self, x, cache: KVCache | None = None, need_weights: bool = False):
+    def forward(self, x, cache: KVCache | None = None, need_weights: bool = False, n_queries: int | None = None):
+        """n_queries=n: only the last n positions ask (keys and values still come from every position);
+        the result is those n rows of the full attention, at a fraction of the cost."""
         B, T, C = x.shape
+        if n_queries is not None:
+            heads = lambda t: t.view(B, -1, self.n_head, C // self.n_head).transpose(1, 2)  # noqa: E731
+            q = heads(F.linear(x[:, -n_queries:], self.qkv.weight[:C], self.qkv.bias[:C]))
+            k, v = map(heads, F.linear(x, self.qkv.weight[C:], self.qkv.bias[C:]).split(C, 2))
+            # query i sits at position T - n + i and sees keys 0..T - n + i (a bottom-right causal mask)
+            mask = torch.ones(n_queries, T, dtype=torch.bool, device=x.device).tril(T - n_queries)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            return self.proj(y.transpose(1, 2).reshape(B, n_queries, C))
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.qkv(x).split(C, 2))
         causal = True
         if cache is not None:
@@ -82,8 +92,10 @@ class Block(nn.Module):
             nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd)
         )
 
-    def forward(self, x, cache=None, need_weights=False):
-        x = x + self.attn(self.ln_1(x), cache, need_weights)
+    def forward(self, x, cache=None, need_weights=False, n_queries: int | None = None):
+        """n_queries=n: compute the block's output at the last n positions only."""
+        residual = x if n_queries is None else x[:, -n_queries:]
+        x = residual + self.attn(self.ln_1(x), cache, need_weights, n_queries)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -114,8 +126,11 @@ class GPT(nn.Module):
         if start + T > self.cfg.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than block_size={self.cfg.block_size}")
         x = self.wte(idx) + self.wpe(torch.arange(start, start + T, device=idx.device))
-        for block in self.blocks:
-            x = block(x, cache, need_weights)
+        # training and scoring read only the last n_out outputs: the last block then computes just those
+        # positions (its keys and values still cover every position), which skips most of its arithmetic
+        trim = n_out is not None and cache is None and not need_weights
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, need_weights, n_out if trim and i == len(self.blocks) - 1 else None)
         if cache is not None:
             cache.pos += T
         if n_out is not None:
