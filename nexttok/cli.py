@@ -22,6 +22,9 @@ HELP = {
     "model": "gpt, mamba, or a pretrained Hugging Face model (gpt2..., pythia-...; needs nexttok[pretrained]; "
              "then --layers, --dim and --heads are ignored) (default gpt)",
     "weights": "pretrained models: load from this local folder (written by save_pretrained) instead of the hub",
+    "model": "gpt, mamba, or a pretrained Hugging Face model (gpt2..., pythia-...; needs nexttok[pretrained]; "
+             "then --layers, --dim and --heads are ignored) (default gpt)",
+    "weights": "pretrained models: load from this local folder (written by save_pretrained) instead of the hub",
 }
 
 
