@@ -19,9 +19,8 @@ HELP = {
     "num_nodes": "N: node labels 0..N-1", "n_train": "fixed train set size (0: fresh graphs every step)",
     "n_test": "held-out test graphs", "train_file": "train graphs in the authors' text format",
     "test_file": "test graphs in the authors' text format",
-    "model": "gpt, mamba, or a pretrained Hugging Face model (gpt2..., pythia-...; needs nexttok[pretrained]; "
-             "then --layers, --dim and --heads are ignored) (default gpt)",
-    "weights": "pretrained models: load from this local folder (written by save_pretrained) instead of the hub",
+    "compile": "torch.compile the model for training (numerics change slightly; pays on GPUs)",
+    "only_position": "grade this target position alone (1-based, target order); 0 grades all",
     "model": "gpt, mamba, or a pretrained Hugging Face model (gpt2..., pythia-...; needs nexttok[pretrained]; "
              "then --layers, --dim and --heads are ignored) (default gpt)",
     "weights": "pretrained models: load from this local folder (written by save_pretrained) instead of the hub",
@@ -31,6 +30,9 @@ HELP = {
 def _add_config_flags(parser: argparse.ArgumentParser, fields=None) -> None:
     for f in dataclasses.fields(RunConfig):
         if fields is not None and f.name not in fields:
+            continue
+        if f.type == "bool":
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true", help=HELP.get(f.name))
             continue
         kind = {"int": int, "float": float, "str": str, "str | None": str}[f.type]
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=f.default,
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.set_defaults(func=cmd_bench)
 
     sw = sub.add_parser("sweep", help="run a list of configs into one results table")
-    sw.add_argument("sweep", help="a sweep file (JSON or YAML) or a named grid: paper, default")
+    sw.add_argument("sweep", help="a sweep file (JSON or YAML) or a named grid: paper, default, grid")
     sw.add_argument("--out", help="sweep folder: runs/ (the run cache) and the results tables (default: sweeps/<name>)")
     sw.add_argument("--shard", default="0/1", help="run the i-th of n disjoint slices, i from 0 (default 0/1)")
     sw.add_argument("--collect", action="store_true", help="merge the shards' tables into results.csv")

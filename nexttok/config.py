@@ -55,6 +55,7 @@ class RunConfig:
     ckpt_every: int = 250
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    compile: bool = False  # torch.compile the training step's model (pays on a GPU; not on the 2-core CPU)
 
     def __post_init__(self):
         checks = [
@@ -88,6 +89,8 @@ class RunConfig:
             del d["weights"]
         if d["only_position"] == 0:  # likewise: grading every position is the default
             del d["only_position"]
+        if not d["compile"]:
+            del d["compile"]
         return d
 
     @classmethod
@@ -99,9 +102,9 @@ class RunConfig:
         return cls(**d)
 
     def key(self) -> str:
-        """A short hash of everything that defines the run (how often it checkpoints and which device
-        runs it do not change what is being run, so they are left out)."""
+        """A short hash of everything that defines the run (how often it checkpoints, which device runs it
+        and whether the step is compiled do not change what is being run, so they are left out)."""
         d = self.to_dict()
-        for k in ("ckpt_every", "device"):
-            d.pop(k)
+        for k in ("ckpt_every", "device", "compile"):
+            d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

@@ -28,7 +28,9 @@ PAPER = {"base": {"deg": 2, "path_len": 5, "num_nodes": 50, "layers": 6, "dim": 
          "grid": {"mode": ["forward", "reverse", "teacherless"]}}
 # The README's headline at the default CPU scale, on five seeds.
 DEFAULT = {"base": {}, "grid": {"mode": ["forward", "reverse"], "seed": [0, 1, 2, 3, 4]}}
-NAMED = {"paper": PAPER, "default": DEFAULT}
+# Degree x path length at the default CPU scale, forward and reverse: the grid chapter's committed table.
+GRID = {"base": {}, "grid": {"deg": [2, 3, 4], "path_len": [3, 4, 5], "mode": ["forward", "reverse"]}}
+NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID}
 
 
 def load_sweep(spec: str) -> list[RunConfig]:
@@ -91,7 +93,8 @@ def run_sweep(configs: list[RunConfig], out: str | Path, shard: tuple[int, int] 
     rows = []
     for number, cfg in enumerate(mine, 1):
         if progress:
-            print(f"[shard {i}/{n}] run {number}/{len(mine)}: {cfg.mode} seed {cfg.seed} ({cfg.key()})", flush=True)
+            print(f"[shard {i}/{n}] run {number}/{len(mine)}: {cfg.mode} G({cfg.deg},{cfg.path_len}) seed {cfg.seed} "
+                  f"({cfg.key()})", flush=True)
         rows.append(flat_row(get_run(cfg, out / "runs", progress=progress)))
         write_table(rows, table)
     return table

@@ -93,6 +93,8 @@ class Run:
         if self.shard.world > 1:
             self.trained = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if cfg.compile:  # compiled around DDP, as PyTorch recommends; evaluation runs the plain model
+            self.trained = torch.compile(self.trained)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.step = 0

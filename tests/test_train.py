@@ -140,3 +140,11 @@ def test_time_to_result_stops_at_the_first_check_that_reaches_the_target(monkeyp
     result = bench.time_to_result(tiny_config(mode="reverse", steps=40), target=0.95, check_every=3)
     assert result["reached"] and result["steps_to_result"] == 9 and result["gen_accuracy"] == 0.97
     assert result["seconds_to_result"] == result["train_seconds"] > 0
+
+
+def test_compiled_training_follows_the_plain_model():
+    """--compile changes how the step runs, not what it computes (up to float rounding)."""
+    plain, compiled = Run(tiny_config(steps=3)), Run(tiny_config(steps=3, compile=True))
+    for _ in range(3):
+        assert compiled.train_step().item() == pytest.approx(plain.train_step().item(), rel=1e-4)
+    assert tiny_config(compile=True).key() == tiny_config().key(), "the same run, so the same cache entry"
