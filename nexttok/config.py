@@ -37,9 +37,9 @@ class RunConfig:
     heads: int = 6
     weights: str | None = None  # pretrained models: a local folder written by save_pretrained (default: the hub)
     # optimisation: AdamW, linear warm-up then cosine decay to min_lr_ratio * lr, over optimiser steps
-    steps: int = 2000
+    steps: int = 1200
     batch_size: int = 256
-    lr: float = 3e-3
+    lr: float = 2e-3
     min_lr_ratio: float = 0.1
     warmup: int = 100
     weight_decay: float = 0.1
@@ -51,7 +51,7 @@ class RunConfig:
     train_file: str | None = None
     test_file: str | None = None
     # bookkeeping
-    eval_every: int = 250
+    eval_every: int = 100
     ckpt_every: int = 250
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
