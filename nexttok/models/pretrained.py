@@ -157,7 +157,8 @@ def load_pretrained(model: str, weights: str | None, vocab: Vocab, block_size: i
     return PretrainedLM(lm, task_token_ids(tokenizer, vocab))
 
 
-def save_tiny(folder: str | Path, model: str = "gpt2", num_labels: int = 100, seed: int = 0) -> Path:
+def save_tiny(folder: str | Path, model: str = "gpt2", layers: int = 2, width: int = 64, heads: int = 4,
+              num_labels: int = 100, seed: int = 0) -> Path:
     """A tiny randomly initialised model of `model`'s family and a word-level tokenizer, saved as
     save_pretrained does: what the tests and the chapter's CPU scale load with --weights. No download;
     the same arguments write the same weights."""
@@ -175,11 +176,11 @@ def save_tiny(folder: str | Path, model: str = "gpt2", num_labels: int = 100, se
     size = dict(vocab_size=len(words), bos_token_id=eos, eos_token_id=eos)
     if family(model) == "gpt2":
         # no dropout (GPT-2 has 0.1, Pythia none): short runs on fresh graphs have nothing to overfit
-        config = GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=256, resid_pdrop=0.0, embd_pdrop=0.0,
+        config = GPT2Config(n_layer=layers, n_embd=width, n_head=heads, n_positions=256, resid_pdrop=0.0, embd_pdrop=0.0,
                             attn_pdrop=0.0, **size)
         cls = GPT2LMHeadModel
     else:
-        config = GPTNeoXConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=256,
+        config = GPTNeoXConfig(num_hidden_layers=layers, hidden_size=width, num_attention_heads=heads, intermediate_size=4 * width,
                                max_position_embeddings=256, **size)
         cls = GPTNeoXForCausalLM
     folder = Path(folder)
