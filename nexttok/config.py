@@ -65,7 +65,7 @@ class RunConfig:
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})"),
             (self.layers >= 1 and self.dim >= 1 and self.heads >= 1, "layers, dim and heads must be positive"),
             (self.weights is None or self.model in PRETRAINED, "--weights is for the pretrained models only"),
-            (self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}"),
+            (self.model != "gpt" or self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}"),
             (self.steps >= 1 and self.batch_size >= 1, "steps and batch size must be positive"),
             (self.lr > 0 and 0 <= self.min_lr_ratio <= 1, "lr must be positive and min_lr_ratio in [0, 1]"),
             (self.warmup >= 0 and self.weight_decay >= 0 and self.grad_clip >= 0, "warmup, weight decay, clip >= 0"),
