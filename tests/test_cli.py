@@ -63,7 +63,7 @@ def test_train_writes_a_run_and_resumes(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert json.loads(r.stdout) == metrics
     assert set(metrics) == {"gen_accuracy", "gen_token_accuracy", "tf_token_accuracy", "tf_loss",
-                            "first_decision_accuracy", "on_some_arm", "steps", "train_seconds"}
+                            "tf_token_loss", "first_decision_accuracy", "on_some_arm", "steps", "train_seconds"}
     assert len(metrics["gen_token_accuracy"]) == len(metrics["tf_token_accuracy"]) == 4 and metrics["steps"] == 6
     assert json.loads((tmp_path / "run" / "config.json").read_text())["dim"] == 32
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()

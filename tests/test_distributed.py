@@ -10,7 +10,8 @@ import pytest
 from nexttok.runs import load_run
 
 FLAGS = ["--deg", "2", "--path-len", "4", "--num-nodes", "12", "--layers", "1", "--dim", "32", "--heads", "2",
-         "--batch-size", "32", "--eval-every", "1", "--ckpt-every", "4", "--n-test", "64", "--device", "cpu", "--quiet"]
+         "--batch-size", "32", "--warmup", "2", "--eval-every", "1", "--ckpt-every", "4", "--n-test", "64", "--device", "cpu",
+         "--quiet"]
 
 
 def nexttok(*args, procs=1, wait=True):
