@@ -28,7 +28,7 @@ PAPER = {"base": {"deg": 2, "path_len": 5, "num_nodes": 50, "layers": 6, "dim": 
          "grid": {"mode": ["forward", "reverse", "teacherless"]}}
 # The README's headline at the default CPU scale, on five seeds.
 DEFAULT = {"base": {}, "grid": {"mode": ["forward", "reverse"], "seed": [0, 1, 2, 3, 4]}}
-# Degree x path length at the default CPU scale, forward and reverse (about 20 minutes on 2 cores): the grid
+# Degree x path length at the default CPU scale, forward and reverse (about half an hour on 2 cores): the grid
 # chapter's committed table.
 GRID = {"base": {}, "grid": {"deg": [2, 3], "path_len": [3, 4, 5], "mode": ["forward", "reverse"]}}
 NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID}
