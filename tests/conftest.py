@@ -1,3 +1,6 @@
+import contextlib
+import signal
+
 import pytest
 import torch
 
@@ -25,3 +28,22 @@ def tiny_config(**overrides) -> RunConfig:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@contextlib.contextmanager
+def interrupt_during(monkeypatch, step: int):
+    """Ctrl-C arrives in the middle of training step `step` (1-based) of every run started inside the block."""
+    from nexttok.train import Run
+
+    original = Run.train_step
+
+    def interrupted(self):
+        if self.step == step - 1:
+            signal.raise_signal(signal.SIGINT)
+        return original(self)
+
+    monkeypatch.setattr(Run, "train_step", interrupted)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(Run, "train_step", original)

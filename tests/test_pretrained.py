@@ -2,7 +2,6 @@
 (Pythia) models saved locally: nothing here reaches a hub."""
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -20,7 +19,7 @@ from nexttok.runs import load_trained
 from nexttok.tokens import Vocab, prefix_len
 from nexttok.train import Run, train
 
-from conftest import tiny_config
+from conftest import interrupt_during, tiny_config
 
 FAMILIES = ["gpt2", "pythia-70m"]
 
@@ -95,17 +94,8 @@ def test_train_evaluate_checkpoint_and_resume(tiny, model, tmp_path, monkeypatch
     assert len(metrics["gen_token_accuracy"]) == cfg.path_len and metrics["tf_loss"] > 0
     assert json.loads((tmp_path / "straight" / "config.json").read_text())["weights"] == tiny[model]
 
-    original = Run.train_step
-
-    def interrupt_at_5(self):  # Ctrl-C in the middle of step 5
-        if self.step == 4:
-            signal.raise_signal(signal.SIGINT)
-        return original(self)
-
-    monkeypatch.setattr(Run, "train_step", interrupt_at_5)
-    with pytest.raises(TaskError, match="interrupted at step 5"):
+    with interrupt_during(monkeypatch, step=5), pytest.raises(TaskError, match="interrupted at step 5"):
         train(cfg, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(Run, "train_step", original)
     resumed, again = train(cfg, tmp_path / "resumed", resume=True, progress=False)
     metrics.pop("train_seconds"), again.pop("train_seconds")
     assert again == metrics

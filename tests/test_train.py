@@ -1,6 +1,5 @@
 import json
 import math
-import signal
 
 import pytest
 import torch
@@ -9,7 +8,7 @@ from nexttok.config import RunConfig
 from nexttok.graphs import TaskError, write_file, sample, seeded_generator
 from nexttok.train import Run, lr_at, train
 
-from conftest import tiny_config
+from conftest import interrupt_during, tiny_config
 
 
 def test_lr_schedule_warms_up_then_decays_over_steps():
@@ -51,17 +50,8 @@ def test_interrupted_and_resumed_run_ends_like_a_straight_run(tmp_path, monkeypa
     cfg = tiny_config(steps=12, n_train=n_train)
     straight, _ = train(cfg, tmp_path / "straight", progress=False)
 
-    original = Run.train_step
-
-    def interrupt_at_7(self):  # Ctrl-C arrives in the middle of step 7
-        if self.step == 6:
-            signal.raise_signal(signal.SIGINT)
-        return original(self)
-
-    monkeypatch.setattr(Run, "train_step", interrupt_at_7)
-    with pytest.raises(TaskError, match="interrupted at step 7; checkpoint saved"):
+    with interrupt_during(monkeypatch, step=7), pytest.raises(TaskError, match="interrupted at step 7; checkpoint saved"):
         train(cfg, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(Run, "train_step", original)
     with pytest.raises(TaskError, match="already holds a run"):
         train(cfg, tmp_path / "resumed", progress=False)
     resumed, _ = train(cfg, tmp_path / "resumed", resume=True, progress=False)
