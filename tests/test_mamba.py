@@ -83,7 +83,11 @@ def test_forward_backward_generation_and_teacherless(graphs, task):
     x2 = x.clone()
     x2[:, -1] = (x2[:, -1] + 1) % task.num_nodes
     assert torch.allclose(model(x)[:, :-1], model(x2)[:, :-1], atol=1e-6)
-    # generation equals re-reading the sequence by hand
+    # one token at a time through the recurrent state gives the logits of the whole-sequence pass
+    states = [None] * 2
+    stepped = torch.stack([model.step(x[:, t], states) for t in range(x.shape[1])], dim=1)
+    assert torch.allclose(stepped, model(x), atol=1e-5)
+    # generation (through the recurrent state) equals re-reading the sequence by hand
     model.eval()
     prefix = x[:, :27]
     out = model.generate(prefix, 5)

@@ -108,12 +108,38 @@ class MambaLM(nn.Module):
             x = x[:, -n_out:]
         return F.linear(self.backbone.norm_f(x), self.backbone.embedding.weight)
 
+    def step(self, token, states: list):
+        """Logits (B, V) for the next token after `token` (B,), carrying each layer's recurrent state in
+        `states` (one entry per layer, None at the start; updated in place). The pure-PyTorch block only:
+        mambapy's MambaBlock.step keeps the scan state h and the last d_conv - 1 conv inputs."""
+        x = self.backbone.embedding(token)
+        for i, layer in enumerate(self.backbone.layers):
+            if states[i] is None:
+                mixer = layer.mixer
+                states[i] = (None, x.new_zeros(x.shape[0], mixer.config.d_inner, mixer.config.d_conv - 1))
+            y, states[i] = layer.mixer.step(layer.norm(x), states[i])
+            x = x + y
+        return F.linear(self.backbone.norm_f(x), self.backbone.embedding.weight)
+
     @torch.no_grad()
     def generate(self, prefix, n_new: int, temperature: float = 0.0, generator: torch.Generator | None = None):
-        """n_new tokens after prefix, re-reading the whole sequence for each (the task's answers are a few
-        tokens long, so this costs about n_new forward passes)."""
-        seq = prefix
+        """n_new tokens after prefix. The pure-PyTorch block reads the prefix once, a token at a time through
+        its recurrent state, and then costs one step per new token. The fused CUDA block re-reads the whole
+        sequence for each token (the task's answers are a few tokens long, so about n_new forward passes)."""
+        if self.use_cuda_kernels:
+            seq = prefix
+            for _ in range(n_new):
+                nxt = pick(self(seq, n_out=1)[:, -1], temperature, generator)
+                seq = torch.cat([seq, nxt[:, None]], dim=1)
+            return seq[:, prefix.shape[1]:]
+        if prefix.shape[1] + n_new - 1 > self.cfg.block_size:
+            raise ValueError(f"sequence of {prefix.shape[1] + n_new - 1} tokens is longer than block_size={self.cfg.block_size}")
+        states = [None] * len(self.backbone.layers)
+        for t in range(prefix.shape[1]):
+            logits = self.step(prefix[:, t], states)
+        out = []
         for _ in range(n_new):
-            nxt = pick(self(seq, n_out=1)[:, -1], temperature, generator)
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-        return seq[:, prefix.shape[1]:]
+            out.append(pick(logits, temperature, generator))
+            if len(out) < n_new:
+                logits = self.step(out[-1], states)
+        return torch.stack(out, dim=1)
