@@ -33,6 +33,8 @@ def test_sweep_files_and_named_grids(tmp_path):
     assert all(c.dim == 32 for c in configs)
     assert len(load_sweep("default")) == 10 and {c.mode for c in load_sweep("paper")} == {"forward", "reverse", "teacherless"}
     assert {(c.deg, c.path_len) for c in load_sweep("grid")} == {(d, l) for d in (2, 3) for l in (3, 4, 5)}
+    mamba = load_sweep("mamba")  # the Mamba chapter's table: a grid plus a run listed on its own
+    assert {c.model for c in mamba} == {"mamba"} and [c.mode for c in mamba].count("teacherless") == 1 and len(mamba) == 7
     spec.write_text('{"grid": {"sed": [0]}}')
     with pytest.raises(TaskError, match="unknown config keys: sed"):
         load_sweep(str(spec))
