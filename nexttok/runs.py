@@ -45,6 +45,11 @@ def flat_row(run: dict) -> dict:
     return {"run": Path(run["dir"]).name, "key": key, **run["config"], **flatten(run["metrics"]), **run["provenance"]}
 
 
+def first_step(history: list[dict], key: str, level: float) -> int | None:
+    """The step of the first evaluation in a run's history at which `key` reached `level` (None if never)."""
+    return next((h["step"] for h in history if h[key] >= level), None)
+
+
 def load_trained(folder: str | Path):
     """A finished run with its model, optimiser and data set up again from its checkpoint."""
     from .train import Run

@@ -74,6 +74,14 @@ def test_provenance_of_a_run_started_from_python(tmp_path):
     assert prov["torch"] == torch.__version__ and prov["device"].startswith("cpu") and prov["commit"]
 
 
+def test_first_step_finds_the_first_evaluation_at_the_level():
+    from nexttok.runs import first_step
+
+    history = [{"step": 100, "acc": 0.2}, {"step": 200, "acc": 0.95}, {"step": 300, "acc": 0.9}, {"step": 400, "acc": 1.0}]
+    assert first_step(history, "acc", 0.95) == 200 and first_step(history, "acc", 0.2) == 100
+    assert first_step(history, "acc", 1.01) is None
+
+
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
     train(tiny_config(steps=4), tmp_path / "run", progress=False)
     with pytest.raises(TaskError, match="other settings \\(lr\\)"):
