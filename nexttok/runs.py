@@ -45,9 +45,11 @@ def flat_row(run: dict) -> dict:
     return {"run": Path(run["dir"]).name, "key": key, **run["config"], **flatten(run["metrics"]), **run["provenance"]}
 
 
-def first_step(history: list[dict], key: str, level: float) -> int | None:
-    """The step of the first evaluation in a run's history at which `key` reached `level` (None if never)."""
-    return next((h["step"] for h in history if h[key] >= level), None)
+def first_step(history: list[dict], key: str | list[str], level: float) -> int | None:
+    """The step of the first evaluation in a run's history at which `key` (or every key of a list) reached
+    `level`; None if never."""
+    keys = [key] if isinstance(key, str) else key
+    return next((h["step"] for h in history if all(h[k] >= level for k in keys)), None)
 
 
 def load_trained(folder: str | Path):

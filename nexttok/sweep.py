@@ -38,7 +38,14 @@ GRID = {"base": {}, "grid": {"deg": [2, 3], "path_len": [3, 4, 5], "mode": ["for
 MAMBA = {"base": {"model": "mamba", "dim": 64, "batch_size": 128, "lr": 6e-3, "steps": 1500},
          "grid": {"seed": [0, 1, 2], "mode": ["reverse", "forward"]},
          "runs": [{"mode": "teacherless"}]}
-NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID, "mamba": MAMBA}
+# Position 2 trained alone (only_position=2) at the default CPU scale, on the seeds of the headline table:
+# the indecipherable chapter sets each beside the full forward run of the same seed.
+INDECIPHERABLE = {"base": {"only_position": 2}, "grid": {"seed": [0, 1, 2, 3, 4]}}
+# Teacherless G(2,3) with 3000 steps, the smallest setting found where teacherless training learns on 2 CPU
+# cores (at 1200 steps it does not), on three seeds: the teacherless chapter's committed table.
+TEACHERLESS = {"base": {"mode": "teacherless", "path_len": 3, "steps": 3000, "eval_every": 50}, "grid": {"seed": [0, 1, 2]}}
+NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID, "mamba": MAMBA, "indecipherable": INDECIPHERABLE,
+         "teacherless": TEACHERLESS}
 
 
 def load_sweep(spec: str) -> list[RunConfig]:

@@ -35,6 +35,9 @@ def test_sweep_files_and_named_grids(tmp_path):
     assert {(c.deg, c.path_len) for c in load_sweep("grid")} == {(d, l) for d in (2, 3) for l in (3, 4, 5)}
     mamba = load_sweep("mamba")  # the Mamba chapter's table: a grid plus a run listed on its own
     assert {c.model for c in mamba} == {"mamba"} and [c.mode for c in mamba].count("teacherless") == 1 and len(mamba) == 7
+    alone = load_sweep("indecipherable")  # position 2 alone, on the headline table's seeds
+    assert {c.only_position for c in alone} == {2} and [c.seed for c in alone] == [c.seed for c in load_sweep("default")[:5]]
+    assert {(c.mode, c.path_len, c.steps) for c in load_sweep("teacherless")} == {("teacherless", 3, 3000)}
     spec.write_text('{"grid": {"sed": [0]}}')
     with pytest.raises(TaskError, match="unknown config keys: sed"):
         load_sweep(str(spec))

@@ -82,6 +82,13 @@ def test_first_step_finds_the_first_evaluation_at_the_level():
     assert first_step(history, "acc", 1.01) is None
 
 
+def test_first_step_with_several_keys_waits_for_all_of_them():
+    from nexttok.runs import first_step
+
+    history = [{"step": 100, "a": 1.0, "b": 0.5}, {"step": 200, "a": 0.9, "b": 1.0}, {"step": 300, "a": 1.0, "b": 1.0}]
+    assert first_step(history, ["a", "b"], 0.95) == 300 and first_step(history, ["a"], 0.95) == 100
+
+
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
     train(tiny_config(steps=4), tmp_path / "run", progress=False)
     with pytest.raises(TaskError, match="other settings \\(lr\\)"):
