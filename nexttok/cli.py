@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.set_defaults(func=cmd_bench)
 
     sw = sub.add_parser("sweep", help="run a list of configs into one results table")
-    sw.add_argument("sweep", help="a sweep file (JSON or YAML) or a named grid: paper, default, grid, mamba, indecipherable, teacherless")
+    sw.add_argument("sweep", help="a sweep file (JSON or YAML) or a named grid: paper, default, grid, mamba, indecipherable, teacherless, degree3")
     sw.add_argument("--out", help="sweep folder: runs/ (the run cache) and the results tables (default: sweeps/<name>)")
     sw.add_argument("--shard", default="0/1", help="run the i-th of n disjoint slices, i from 0 (default 0/1)")
     sw.add_argument("--collect", action="store_true", help="merge the shards' tables into results.csv")

@@ -44,8 +44,11 @@ INDECIPHERABLE = {"base": {"only_position": 2}, "grid": {"seed": [0, 1, 2, 3, 4]
 # Teacherless G(2,3) with 3000 steps, the smallest setting found where teacherless training learns on 2 CPU
 # cores (at 1200 steps it does not), on three seeds: the teacherless chapter's committed table.
 TEACHERLESS = {"base": {"mode": "teacherless", "path_len": 3, "steps": 3000, "eval_every": 50}, "grid": {"seed": [0, 1, 2]}}
+# G(3,5) at lr 1e-3 and 2000 steps (`make degree3`'s GPT recipe; at lr 2e-3 degree 3 sits on a plateau for
+# thousands of steps), forward and reverse on seeds 0-2.
+DEGREE3 = {"base": {"deg": 3, "lr": 1e-3, "steps": 2000}, "grid": {"mode": ["forward", "reverse"], "seed": [0, 1, 2]}}
 NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID, "mamba": MAMBA, "indecipherable": INDECIPHERABLE,
-         "teacherless": TEACHERLESS}
+         "teacherless": TEACHERLESS, "degree3": DEGREE3}
 
 
 def load_sweep(spec: str) -> list[RunConfig]:

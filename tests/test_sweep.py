@@ -38,6 +38,7 @@ def test_sweep_files_and_named_grids(tmp_path):
     alone = load_sweep("indecipherable")  # position 2 alone, on the headline table's seeds
     assert {c.only_position for c in alone} == {2} and [c.seed for c in alone] == [c.seed for c in load_sweep("default")[:5]]
     assert {(c.mode, c.path_len, c.steps) for c in load_sweep("teacherless")} == {("teacherless", 3, 3000)}
+    assert {(c.deg, c.lr, c.steps) for c in load_sweep("degree3")} == {(3, 1e-3, 2000)} and len(load_sweep("degree3")) == 6
     spec.write_text('{"grid": {"sed": [0]}}')
     with pytest.raises(TaskError, match="unknown config keys: sed"):
         load_sweep(str(spec))
