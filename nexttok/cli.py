@@ -12,6 +12,7 @@ from .config import DEVICES, MODELS, PRECISIONS, RunConfig
 from .graphs import PathStar, TaskError, sample, seeded_generator, to_lines
 from .objectives import MODES
 from .runs import run_dir
+from .sweep import NAMED as NAMED_SWEEPS
 
 CHOICES = {"mode": MODES, "model": MODELS, "device": DEVICES, "precision": PRECISIONS}
 HELP = {
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.set_defaults(func=cmd_bench)
 
     sw = sub.add_parser("sweep", help="run a list of configs into one results table")
-    sw.add_argument("sweep", help="a sweep file (JSON or YAML) or a named grid: paper, default, grid, mamba, indecipherable, teacherless, degree3")
+    sw.add_argument("sweep", help=f"a sweep file (JSON or YAML) or a named grid: {', '.join(NAMED_SWEEPS)}")
     sw.add_argument("--out", help="sweep folder: runs/ (the run cache) and the results tables (default: sweeps/<name>)")
     sw.add_argument("--shard", default="0/1", help="run the i-th of n disjoint slices, i from 0 (default 0/1)")
     sw.add_argument("--collect", action="store_true", help="merge the shards' tables into results.csv")
