@@ -5,6 +5,7 @@ need the same run train it once, and a run that was interrupted continues from i
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import json
 import os
@@ -50,6 +51,11 @@ def first_step(history: list[dict], key: str | list[str], level: float) -> int |
     `level`; None if never."""
     keys = [key] if isinstance(key, str) else key
     return next((h["step"] for h in history if all(h[k] >= level for k in keys)), None)
+
+
+def committed_seeds(table: str | Path, cfg: RunConfig) -> dict[int, dict]:
+    """The rows of a committed results table (a sweep's CSV) that are `cfg` on some seed, by seed."""
+    return {row["seed"]: row for row in read_table(table) if dataclasses.replace(cfg, seed=row["seed"]).key() == row["key"]}
 
 
 def load_trained(folder: str | Path):

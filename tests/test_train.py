@@ -89,6 +89,19 @@ def test_first_step_with_several_keys_waits_for_all_of_them():
     assert first_step(history, ["a", "b"], 0.95) == 300 and first_step(history, ["a"], 0.95) == 100
 
 
+def test_committed_seeds_picks_the_rows_of_one_config_by_seed(tmp_path):
+    import dataclasses
+
+    from nexttok.runs import committed_seeds, write_table
+
+    cfg = tiny_config()
+    rows = [{"key": dataclasses.replace(cfg, seed=s).key(), "seed": s, "gen_accuracy": s / 10} for s in (0, 3)]
+    rows.append({"key": dataclasses.replace(cfg, seed=1, lr=1e-4).key(), "seed": 1, "gen_accuracy": 0.9})  # another config
+    write_table(rows, tmp_path / "results.csv")
+    found = committed_seeds(tmp_path / "results.csv", dataclasses.replace(cfg, seed=7))
+    assert sorted(found) == [0, 3] and found[3]["gen_accuracy"] == 0.3
+
+
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
     train(tiny_config(steps=4), tmp_path / "run", progress=False)
     with pytest.raises(TaskError, match="other settings \\(lr\\)"):
