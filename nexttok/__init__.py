@@ -4,7 +4,8 @@ from .graphs import Graphs, PathStar, TaskError, read_file, sample, seeded_gener
 from .tokens import Vocab, encode
 from .train import Run, train
 from .evaluate import evaluate
+from .objectives import objective
 
 __all__ = ["RunConfig", "Graphs", "PathStar", "TaskError", "read_file", "sample", "seeded_generator",
-           "write_file", "Vocab", "encode", "Run", "train", "evaluate"]
+           "write_file", "Vocab", "encode", "Run", "train", "evaluate", "objective"]
 __version__ = "0.1.0"

@@ -1,18 +1,20 @@
 """`nexttok bench`: how fast this machine trains, generates and samples, and how close training
-comes to the machine's own dense matmul speed, measured in the same process."""
+comes to the machine's own dense matmul speed, measured in the same process. `--baseline` also times a
+loop written like the authors' (nexttok.baseline) in the same process and reports the ratios."""
 from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
+from . import baseline
 from .config import RunConfig
-from .graphs import PathStar, sample, seeded_generator
-from .tokens import encode, prefix_len
-from .runs import device_name
-from .train import Run, autocast
+from .graphs import TaskError, sample, seeded_generator
+from .records import device_name
+from .train import Run, TrainingLoss, autocast
 
 
 def _sync(device):
@@ -31,25 +33,17 @@ def _timed(fn, device, repeat: int) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def train_flops_per_sample(model, cfg: RunConfig, task: PathStar) -> float:
-    """Matmul FLOPs of one training sample (forward + backward = 3x forward), counted from the shapes.
-
-    GPT: per layer and token 24*C^2 (qkv, projection, 4x MLP) and 4*T*C per query for attention scores
-    and values (the full square, as PaLM's MFU does); the last block computes only the l graded
-    positions (keys and values for all T), and so does the tied head. Other models (Mamba, pretrained):
-    2 FLOPs per weight of every matrix per token, all T tokens, plus the head on the l graded positions
-    (Mamba's selective scan is elementwise work and not counted)."""
-    C, T, L, l = cfg.dim, prefix_len(task.num_edges) + task.path_len - 1, cfg.layers, task.path_len
-    V = task.num_nodes + 4
-    if cfg.model == "gpt":
-        full = 24 * C * C * T + 4 * T * T * C
-        last = 4 * C * C * T + 20 * C * C * l + 4 * l * T * C
-        forward = (L - 1) * full + last + 2 * C * V * l
-    else:
-        embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-        matrices = sum(p.numel() for p in model.parameters() if p.dim() >= 2 and id(p) not in embeddings)
-        forward = 2 * matrices * T + 2 * C * V * l
-    return 3.0 * forward
+def train_flops_per_sample(run: Run, batch: int = 4) -> float:
+    """FLOPs of one training sample of the run's objective, forward and backward, counted by PyTorch's FLOP
+    counter on a real step. Attention runs on PyTorch's plain (math) kernel while counting, so its scores
+    and values are counted as the matmuls they are (the full square, as PaLM's MFU does; the fused CPU kernel
+    is invisible to the counter). Elementwise work (norms, activations, Mamba's scan) is not counted."""
+    graphs = run.train_data.batch(0)[:batch]
+    loss_module = TrainingLoss(run.model, run.objective, run.vocab)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        loss_module(graphs, seeded_generator(0, "flops", device=run.device)).backward()
+    run.model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / len(graphs)
 
 
 # Dense bf16 tensor-core peaks from the vendors' data sheets (no sparsity), for model FLOP utilisation.
@@ -70,33 +64,12 @@ def matmul_flops_per_s(device, precision: str, n: int = 2048, repeat: int = 10) 
     return 2 * n**3 / _timed(lambda: a @ b, device, repeat)
 
 
-def python_loop_graphs(task: PathStar, n: int, rng: np.random.Generator) -> list:
-    """The baseline: a sampler in the style of the authors', one random number per call in Python
-    loops, redrawing a label that is already taken."""
-    graphs = []
-    for _ in range(n):
-        used = set()
-
-        def fresh():
-            while True:
-                x = int(rng.integers(task.num_nodes))
-                if x not in used:
-                    used.add(x)
-                    return x
-
-        source = fresh()
-        arms = [[source] + [fresh() for _ in range(task.path_len - 1)] for _ in range(task.deg)]
-        edges = [(a[i], a[i + 1]) for a in arms for i in range(task.path_len - 1)]
-        rng.shuffle(edges)
-        graphs.append((edges, source, arms[0][-1], arms[0]))
-    return graphs
-
-
 def time_to_result(cfg: RunConfig, target: float = 0.95, check_every: int = 50, progress: bool = False) -> dict:
     """Train cfg's run (its own schedule, so the run the book would do) and stop at the first check where
     generation accuracy on the held-out graphs reaches `target`. seconds_to_result counts training
     steps only; the checks, which a real run does far less often, are reported apart."""
     run = Run(cfg)
+    cfg = run.cfg
     train_s = check_s = 0.0
     bar = tqdm(total=cfg.steps, disable=not progress, desc=f"to {target} {cfg.mode}")
     accuracy = None
@@ -131,35 +104,49 @@ def time_to_result(cfg: RunConfig, target: float = 0.95, check_every: int = 50, 
     }
 
 
-def bench(cfg: RunConfig, train_steps: int = 10, gen_graphs: int = 2048) -> dict:
+def bench(cfg: RunConfig, train_steps: int = 10, gen_graphs: int = 2048, baseline_loop: bool = False) -> dict:
     run = Run(cfg)
-    device, task = run.device, run.task
+    cfg, device, task = run.cfg, run.device, run.task
     step_s = _timed(run.train_step, device, train_steps)
-    flops = train_flops_per_sample(run.model, cfg, task) * cfg.batch_size / step_s
+    flops_per_sample = train_flops_per_sample(run)
+    flops = flops_per_sample * cfg.batch_size / step_s
     peak = matmul_flops_per_s(device, run.precision)
     datasheet = gpu_peak(device)
 
-    prefixes = encode(run.test[:gen_graphs], run.vocab)[:, : prefix_len(task.num_edges)]
-    with autocast(run.precision, device):  # greedy KV-cache generation of the l target tokens
-        gen_s = _timed(lambda: run.model.generate(prefixes, task.path_len), device, 3)
+    graphs = run.test[:gen_graphs]
+    with autocast(run.precision, device):  # the objective's own decoding (greedy with a KV cache for GPTs)
+        gen_s = _timed(lambda: run.objective.decode(run.model, graphs, run.vocab), device, 3)
 
     n_graphs = 100_000
     graphs_s = _timed(lambda: sample(task, n_graphs, seeded_generator(0, "bench", device=device)), device, 3)
-    n_loop = 2_000
-    loop_s = _timed(lambda: python_loop_graphs(task, n_loop, np.random.default_rng(0)), torch.device("cpu"), 1)
-    return {
+    authors_graphs_per_s = baseline.graphs_per_second(task)
+    result = {
         "train_samples_per_s": cfg.batch_size / step_s,
         "train_step_ms": 1000 * step_s,
+        "train_flops_per_sample": flops_per_sample,
         "train_flops_per_s": flops,
         "matmul_flops_per_s": peak,
         "train_vs_matmul": flops / peak,
         # model FLOP utilisation against the data sheet's dense bf16 peak (GPUs in GPU_BF16_PEAK only)
         "mfu_vs_bf16_peak": flops / datasheet if datasheet else None,
-        "gen_seqs_per_s": len(prefixes) / gen_s,
+        "gen_seqs_per_s": len(graphs) / gen_s,
         "graphs_per_s": n_graphs / graphs_s,
-        "python_loop_graphs_per_s": n_loop / loop_s,
+        "authors_style_graphs_per_s": authors_graphs_per_s,
+        "graphs_vs_authors_style": n_graphs / graphs_s / authors_graphs_per_s,
         "precision": run.precision,
         "device": device_name(device),
         "torch": torch.__version__,
-        "config": {k: getattr(cfg, k) for k in ("deg", "path_len", "num_nodes", "mode", "model", "layers", "dim", "heads", "batch_size")},
+        "config": {k: getattr(cfg, k) for k in ("deg", "path_len", "num_nodes", "mode", "model", "layers", "dim", "heads",
+                                                  "batch_size")},
     }
+    if baseline_loop:
+        if device.type != "cpu" or cfg.model != "gpt":
+            raise TaskError("--baseline times the authors'-style GPT loop on the CPU: use --device cpu --model gpt")
+        theirs = baseline.measure(task, cfg.layers, cfg.dim, cfg.heads, cfg.batch_size, steps=train_steps)
+        result.update({
+            "authors_style_train_samples_per_s": theirs["train_samples_per_s"],
+            "train_vs_authors_style": result["train_samples_per_s"] / theirs["train_samples_per_s"],
+            "authors_style_gen_seqs_per_s": theirs["gen_seqs_per_s"],
+            "gen_vs_authors_style": result["gen_seqs_per_s"] / theirs["gen_seqs_per_s"],
+        })
+    return result

@@ -1,5 +1,6 @@
 """The `nexttok` command line: generate, train, bench, sweep. Bad input ends in a one-line error and
-exit status 2, never a traceback."""
+exit status 2, never a traceback; a run stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) saves its checkpoint
+and exits 128 + the signal's number, as a shell reports a process a signal ended."""
 from __future__ import annotations
 
 import argparse
@@ -8,13 +9,19 @@ import json
 import sys
 from pathlib import Path
 
+from .bench import bench, time_to_result
 from .config import DEVICES, MODELS, PRECISIONS, RunConfig
+from .distributed import teardown
 from .graphs import PathStar, TaskError, sample, seeded_generator, to_lines
 from .objectives import MODES
+from .recipe import RECIPE_FIELDS
 from .runs import run_dir
-from .sweep import NAMED as NAMED_SWEEPS
+from .sweep import NAMED as NAMED_SWEEPS, collect, load_sweep, parse_shard, run_sweep
+from .train import Interrupted, train
 
-CHOICES = {"mode": MODES, "model": MODELS, "device": DEVICES, "precision": PRECISIONS}
+GENERATE_CHUNK = 100_000  # graphs drawn and written at a time, so -n is bounded by the disk, not the memory
+
+CHOICES = {"mode": MODES, "model": MODELS, "device": DEVICES, "precision": PRECISIONS, "positions": ("rope", "learned")}
 HELP = {
     "deg": "degree d: arms leaving the source", "path_len": "path length l: nodes per arm, source included",
     "num_nodes": "N: node labels 0..N-1", "n_train": "fixed train set size (0: fresh graphs every step)",
@@ -25,6 +32,10 @@ HELP = {
     "model": "gpt, mamba, or a pretrained Hugging Face model (gpt2..., pythia-...; needs nexttok[pretrained]; "
              "then --layers, --dim and --heads are ignored) (default gpt)",
     "weights": "pretrained models: load from this local folder (written by save_pretrained) instead of the hub",
+    "mtp_heads": "--mode mtp: output heads; head j predicts the token j places ahead (default: the recipe's, 2)",
+    "input_dropout": "--mode dropout: probability that a fed-back target token is replaced by $ (default: the recipe's)",
+    "positions": "gpt: rotary (rope) or learned absolute position embeddings, as the authors' GPT (default: the recipe's)",
+    "n_eval": "test graphs evaluated every eval_every steps (the final evaluation uses all n_test)",
 }
 
 
@@ -32,12 +43,14 @@ def _add_config_flags(parser: argparse.ArgumentParser, fields=None) -> None:
     for f in dataclasses.fields(RunConfig):
         if fields is not None and f.name not in fields:
             continue
+        flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true", help=HELP.get(f.name))
+            parser.add_argument(flag, dest=f.name, action="store_true", help=HELP.get(f.name))
             continue
-        kind = {"int": int, "float": float, "str": str, "str | None": str}[f.type]
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=f.default,
-                            choices=CHOICES.get(f.name), help=HELP.get(f.name, f"default {f.default}"))
+        kind = {"int": int, "float": float, "str": str}[f.type.split(" | ")[0]]
+        default = "the recipe's (nexttok.recipe)" if f.name in RECIPE_FIELDS else f.default
+        parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=CHOICES.get(f.name),
+                            help=HELP.get(f.name, f"default {default}"))
 
 
 def _config(args) -> RunConfig:
@@ -49,21 +62,25 @@ def cmd_generate(args) -> None:
     task = PathStar(args.deg, args.path_len, args.num_nodes)
     if args.n < 1:
         raise TaskError(f"-n must be at least 1 (got {args.n})")
-    lines = to_lines(sample(task, args.n, seeded_generator(args.seed, "generate")))
-    text = "\n".join(lines) + "\n"
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-    else:
-        with open(args.output, "w") as f:
-            f.write(text)
+    generator = seeded_generator(args.seed, "generate")
+    out = sys.stdout if args.output in (None, "-") else open(args.output, "w")
+    try:
+        for start in range(0, args.n, GENERATE_CHUNK):
+            lines = to_lines(sample(task, min(GENERATE_CHUNK, args.n - start), generator))
+            out.write("\n".join(lines) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
 
 
 def cmd_train(args) -> None:
-    from .distributed import teardown
-    from .train import train
-
     cfg = _config(args)
-    out = args.out or run_dir(cfg)
+    out = Path(args.out) if args.out else run_dir(cfg)
+    if args.resume and not (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists():
+        print(f"nexttok: no checkpoint in {out}: starting a new run there", file=sys.stderr)
+    if args.resume and (out / "metrics.json").exists():  # a finished run: nothing left to do but report it
+        print((out / "metrics.json").read_text().strip())
+        return
     run, metrics = train(cfg, out, resume=args.resume, progress=not args.quiet)
     teardown(run.shard)  # leave torchrun's process group cleanly
     if metrics:  # under torchrun only rank 0 has metrics, and only it reports
@@ -72,8 +89,6 @@ def cmd_train(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import bench, time_to_result
-
     if args.to_result:
         if args.mode is None:  # the time-to-result benchmark is the default reverse run
             args.mode = "reverse"
@@ -81,18 +96,18 @@ def cmd_bench(args) -> None:
             raise TaskError("--target must be in (0, 1] and --check-every at least 1")
         result = time_to_result(_config(args), args.target, args.check_every, progress=not args.json)
     else:
+        if args.train_steps < 1:
+            raise TaskError(f"--train-steps must be at least 1 (got {args.train_steps})")
         args.mode = args.mode or "forward"
-        result = bench(_config(args), train_steps=args.train_steps)
+        result = bench(_config(args), train_steps=args.train_steps, baseline_loop=args.baseline)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         for k, v in result.items():
-            print(f"{k:>26}: {v:.4g}" if isinstance(v, float) else f"{k:>26}: {v}")
+            print(f"{k:>32}: {v:.4g}" if isinstance(v, float) else f"{k:>32}: {v}")
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import collect, load_sweep, parse_shard, run_sweep
-
     configs = load_sweep(args.sweep)
     out = args.out or f"sweeps/{Path(args.sweep).stem}"
     if args.collect:
@@ -132,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train the run (reverse unless --mode) until gen_accuracy reaches --target; report the time")
     be.add_argument("--target", type=float, default=0.95, help="gen_accuracy that counts as learned (--to-result)")
     be.add_argument("--check-every", type=int, default=50, help="steps between accuracy checks (--to-result)")
+    be.add_argument("--baseline", action="store_true",
+                    help="also time a loop written like the authors' (per-sample data loading, full-sequence head, "
+                         "no KV cache) and their per-graph sampler, and report the ratios")
     be.add_argument("--json", action="store_true", help="print JSON")
     be.set_defaults(func=cmd_bench)
 
@@ -149,8 +167,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status = args.func(args)
+    except Interrupted as err:
+        print(f"nexttok: {err}", file=sys.stderr)
+        return 128 + err.signum
     except (TaskError, ValueError, OSError) as err:  # OSError: an unwritable --out or -o, a full disk
         print(f"nexttok: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("nexttok: error: out of memory: ask for fewer or smaller graphs", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nexttok: interrupted", file=sys.stderr)

@@ -52,13 +52,14 @@ def mean_over_ranks(value: torch.Tensor, shard: Shard) -> torch.Tensor:
     return value
 
 
-def any_rank(flag: bool, shard: Shard) -> bool:
-    """True on every rank when it is true on some rank (e.g. one rank saw Ctrl-C): they stop together."""
+def any_rank(signum: int | None, shard: Shard) -> int | None:
+    """A stop signal that some rank received (e.g. one rank saw Ctrl-C), on every rank, so they stop
+    together; None when no rank received one."""
     if shard.world == 1:
-        return flag
-    value = torch.tensor(float(flag))
+        return signum
+    value = torch.tensor(float(signum or 0))
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    return int(value.item()) or None
 
 
 def barrier(shard: Shard) -> None:

@@ -10,6 +10,7 @@ labelling at once, so there is no Python loop per graph or per node.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,17 @@ class PathStar:
     @property
     def num_edges(self) -> int:
         return self.deg * (self.path_len - 1)
+
+    @property
+    def sequence_len(self) -> int:
+        """Tokens of a whole sequence: the prefix (3 per edge, then "/ source goal =") and the l path nodes."""
+        return 3 * self.num_edges + 3 + self.path_len
+
+    @property
+    def distinct_graphs(self) -> int:
+        """How many different graphs G(d, l, N) holds (edge order aside): a source, an unordered set of d arms
+        of l-1 distinct labels each, and which arm ends at the goal: N! / (N - m)! / (d - 1)!, m = 1 + d(l-1)."""
+        return math.perm(self.num_nodes, self.graph_nodes) // math.factorial(self.deg - 1)
 
 
 @dataclass
@@ -127,6 +139,10 @@ def sample_distinct(task: PathStar, sizes: list[int], generator: torch.Generator
     """Disjoint sets of distinct graphs with the given sizes (e.g. [n_train, n_test]): no graph is in
     two sets or twice in one. Raises TaskError when the task has too few distinct graphs."""
     need = sum(sizes)
+    if need > task.distinct_graphs:
+        raise TaskError(f"G({task.deg},{task.path_len}) with num_nodes={task.num_nodes} has only "
+                        f"{task.distinct_graphs:,} distinct graphs, fewer than the {need:,} asked for; use more nodes "
+                        "or fewer graphs")
     parts = [sample(task, need + need // 10 + 16, generator)]
     while True:
         drawn = cat(parts)

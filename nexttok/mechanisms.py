@@ -3,30 +3,59 @@ what it does when the previous token is swapped for a node of another arm. The i
 how much gradient each target position's loss sends into the weights."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .graphs import Graphs
-from .objectives import make_view, position_losses
+from .objectives import Objective, make_view, position_losses
 from .tokens import Vocab, prefix_len
 
 
 @torch.no_grad()
+def attention_weights(model, inputs: torch.Tensor) -> list[torch.Tensor]:
+    """Every layer's causal attention weights (n, heads, T, T) when the GPT `model` reads `inputs`.
+
+    A forward hook on each attention module recomputes its softmax from the input the module saw, so the
+    model itself keeps no probe state and runs its fused kernel as in training."""
+    weights = []
+
+    def record(attn, args, output):
+        x, rotary = args[0], args[1]
+        q, k, _ = attn.queries_keys_values(x, rotary)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])
+        future = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).triu(1)
+        weights.append(scores.masked_fill(future, float("-inf")).softmax(-1))
+
+    hooks = [block.attn.register_forward_hook(record) for block in model.blocks]
+    try:
+        model(inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return weights
+
+
+@torch.no_grad()
 def edge_attention(model, graphs: Graphs, vocab: Vocab) -> dict[str, torch.Tensor]:
-    """Where the model looks from the input position that holds the previous node v, at target positions
-    3..l (teacher forcing gives v; v has one child). Each entry is (layers, heads): the mean attention weight
-    on the two tokens of the edge that *starts* at v (`outgoing`: the cheat's look-up), on the two tokens of
-    the edge that *ends* at v (`incoming`, for comparison), and what any two prefix tokens would get under
-    uniform attention over the positions the query can see (`uniform`)."""
-    inputs, _ = make_view(graphs, vocab, "forward")
-    model(inputs, need_weights=True)
+    """Where the forward GPT `model` looks from the input position that holds the previous node v, at target
+    positions 3..l (teacher forcing gives v; v has one child): `edge_mass` of its attention weights."""
+    return edge_mass(attention_weights(model, make_view(graphs, vocab, "forward")[0]), graphs)
+
+
+def edge_mass(weights: list[torch.Tensor], graphs: Graphs) -> dict[str, torch.Tensor]:
+    """From each layer's attention weights (n, heads, T, T) on the forward view of `graphs`: per layer and head,
+    the mean attention weight that the input position holding the previous node v puts on the two tokens of
+    the edge that *starts* at v (`outgoing`: the cheat's look-up) and on the two tokens of the edge that *ends*
+    at v (`incoming`, for comparison), over target positions 3..l; and what any two prefix tokens would get
+    under uniform attention over the positions the query can see (`uniform`)."""
     P, l = prefix_len(graphs.edges.shape[1]), graphs.path.shape[1]
     out = {"outgoing": [], "incoming": []}
-    for block in model.blocks:
-        weights = block.attn.weights  # (n, heads, T, T)
+    for layer in weights:
         mass = {"outgoing": 0.0, "incoming": 0.0}
         for i in range(3, l + 1):  # target position i is predicted at input position P + i - 2, which holds path[i-2]
             query, v = P + i - 2, graphs.path[:, i - 2, None]
-            from_v = weights[:, :, query]  # (n, heads, keys)
+            from_v = layer[:, :, query]  # (n, heads, keys)
             at = lambda key: from_v.gather(2, key[:, None, None].expand(-1, from_v.shape[1], 1)).squeeze(2)  # noqa: E731
             for name, end in (("outgoing", 0), ("incoming", 1)):
                 edge = (graphs.edges[:, :, end] == v).float().argmax(1)  # the edge v -> child (or parent -> v)
@@ -55,13 +84,12 @@ def follow_other_arm(model, graphs: Graphs, vocab: Vocab) -> dict:
     }
 
 
-def position_gradient_norms(model, graphs: Graphs, vocab: Vocab, mode: str) -> list[float]:
-    """For each target position i, the norm of the gradient of position i's loss with respect to all the
-    weights: which positions are still teaching the model something. (torch.autograd.grad leaves the
-    parameters' .grad, and so the training step, untouched.)"""
-    inputs, targets = make_view(graphs, vocab, mode)
+def position_gradient_norms(model, objective: Objective, graphs: Graphs, vocab: Vocab) -> list[float]:
+    """For each target position i, the norm of the gradient of position i's loss (on the objective's graded
+    view) with respect to all the weights: which positions are still teaching the model something.
+    (torch.autograd.grad leaves the parameters' .grad, and so the training step, untouched.)"""
     params = [p for p in model.parameters() if p.requires_grad]
-    losses = position_losses(model(inputs, n_out=targets.shape[1]), targets)
+    losses = position_losses(*objective.graded(model, graphs, vocab))
     norms = []
     for i, loss in enumerate(losses):
         grads = torch.autograd.grad(loss, params, retain_graph=i < len(losses) - 1, allow_unused=True)

@@ -12,7 +12,9 @@ from .config import PRETRAINED, RunConfig
 from .graphs import Graphs
 
 
-def scale_label(cfg: RunConfig) -> str:
+def scale_label(cfg: RunConfig | dict) -> str:
+    """The scale a figure's numbers come from: task, model, budget, data and seed (a config or config.json)."""
+    cfg = (RunConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg).resolved()
     data = f"{cfg.n_train} train graphs" if cfg.n_train else "fresh graphs each step"
     graded = f"; loss on position {cfg.only_position} only" if cfg.only_position else ""
     # a pretrained model has its own size: name where its weights came from instead

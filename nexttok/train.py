@@ -1,9 +1,18 @@
 """The training loop: AdamW with weight decay on the matrices, linear warm-up then cosine decay over
 optimiser steps, gradient clipping, mixed precision on CUDA, periodic evaluation into a history, and
-checkpoints that a resumed run continues from bit for bit (on the CPU)."""
+checkpoints that a resumed run continues from bit for bit (on the CPU).
+
+What the loop trains is the run's objective (`nexttok.objectives`): it asks the objective for the network,
+for each batch's loss and, through the evaluation, for what to grade; it never branches on a mode's name.
+
+A run folder is never shared: the process that trains in it holds a lock on it, writes every file under a
+name of its own first, and refuses a folder that holds another run or files that are not a run's.
+"""
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import math
 import os
@@ -15,16 +24,29 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .config import RunConfig
 from .data import load_data
-from . import distributed
 from .evaluate import evaluate
+from .graphs import TaskError, seeded_generator
 from .mechanisms import position_gradient_norms
-from .graphs import TaskError
-from .models import build_model
-from .objectives import make_view, target_loss
-from .runs import flatten, provenance, write_table
-from .tokens import Vocab, prefix_len
+from .objectives import objective
+from .records import finite_json, flatten, provenance, write_table
+from .tokens import Vocab
+
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "scaler", "step", "history", "train_seconds", "loss_sum",
+                   "loss_count", "digest")
+# what a run folder may hold: the run's own files (and their temporary names)
+RUN_FILES = ("config.json", "metrics.json", "history.csv", "provenance.json", "checkpoint.pt", ".lock")
+GRADIENT_GRAPHS = 256  # held-out graphs the per-position gradient norms are measured on
+
+
+class Interrupted(TaskError):
+    """Training stopped on a signal after saving a checkpoint; `signum` says which signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,12 +92,50 @@ def make_optimizer(model, cfg: RunConfig, device: torch.device):
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=device.type == "cuda")
 
 
+class TrainingLoss(torch.nn.Module):
+    """The objective's loss as a module, so DistributedDataParallel (and torch.compile) wrap one call that
+    covers whatever parts of the network the objective uses."""
+
+    def __init__(self, model, objective_, vocab: Vocab):
+        super().__init__()
+        self.model, self.objective, self.vocab = model, objective_, vocab
+
+    def forward(self, graphs, generator):
+        return self.objective.loss(self.model, graphs, self.vocab, generator)
+
+
+def state_digest(state) -> str:
+    """A SHA-256 of a checkpoint's contents (every tensor's bytes, every number), in a fixed order."""
+    h = hashlib.sha256()
+
+    def walk(obj):
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"tensor{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=repr):
+                h.update(repr(k).encode())
+                walk(obj[k])
+        elif isinstance(obj, (list, tuple)):
+            h.update(b"[")
+            for x in obj:
+                walk(x)
+            h.update(b"]")
+        else:
+            h.update(repr(obj).encode())
+
+    walk(state)
+    return h.hexdigest()
+
+
 class Run:
     """A model, its data and its optimiser, set up from a config: what train() drives and what a
     notebook inspects."""
 
     def __init__(self, cfg: RunConfig):
-        self.cfg = cfg
+        self.cfg = cfg = cfg.resolved()
+        self.objective = objective(cfg)
         self.shard, device_name = distributed.setup(cfg.device)
         if cfg.batch_size % self.shard.world:
             raise TaskError(f"batch size {cfg.batch_size} does not split evenly over {self.shard.world} processes")
@@ -85,14 +145,13 @@ class Run:
             torch.set_flush_denormal(True)  # denormal floats are very slow on x86 CPUs
         self.train_data, self.test, self.task = load_data(cfg, self.device, self.shard)
         self.vocab = Vocab(self.task.num_nodes)
-        block_size = prefix_len(self.task.num_edges) + self.task.path_len - 1
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg, self.vocab.size, block_size).to(self.device)
+        self.model = self.objective.build(cfg, self.vocab, self.task).to(self.device)
         # what the training step calls: under torchrun, DDP averages the gradients over the ranks
-        self.trained = self.model
+        self.trained = TrainingLoss(self.model, self.objective, self.vocab)
         if self.shard.world > 1:
             self.trained = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.trained, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if cfg.compile:  # compiled around DDP, as PyTorch recommends; evaluation runs the plain model
             self.trained = torch.compile(self.trained)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
@@ -107,9 +166,10 @@ class Run:
         lr = lr_at(self.step, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        inputs, targets = make_view(self.train_data.batch(self.step), self.vocab, self.cfg.mode)
+        graphs = self.train_data.batch(self.step)
+        randomness = seeded_generator(self.cfg.seed, "objective", self.step, device=self.device)
         with autocast(self.precision, self.device):
-            loss = target_loss(self.trained(inputs, n_out=targets.shape[1]), targets, self.cfg.only_position)
+            loss = self.trained(graphs, randomness)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
@@ -122,16 +182,16 @@ class Run:
 
     def evaluate(self, graphs=None) -> dict:
         with autocast(self.precision, self.device):
-            return evaluate(self.model, self.test if graphs is None else graphs, self.vocab, self.cfg.mode)
+            return evaluate(self.model, self.objective, self.test if graphs is None else graphs, self.vocab)
 
-    def gradient_norms(self, n: int = 256) -> list[float]:
+    def gradient_norms(self, n: int = GRADIENT_GRAPHS) -> list[float]:
         """Per target position, the gradient norm of its loss on the first n test graphs (see mechanisms)."""
         with autocast(self.precision, self.device):
-            return position_gradient_norms(self.model, self.test[:n], self.vocab, self.cfg.mode)
+            return position_gradient_norms(self.model, self.objective, self.test[:n], self.vocab)
 
     # --- checkpoints ---
     def state(self) -> dict:
-        return {
+        state = {
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -142,16 +202,40 @@ class Run:
             "loss_sum": self.loss_sum.item(),
             "loss_count": self.loss_count,
         }
+        return {**state, "digest": state_digest(state)}
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)  # atomic: an interrupted save never leaves a broken checkpoint
+        """Atomically: a temporary name of this process's own, then a rename, so an interrupted save never
+        leaves a broken checkpoint and two processes never write the same file."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save(self.state(), tmp)
+            os.replace(tmp, path)
+        except RuntimeError as err:  # torch reports a full disk as RuntimeError
+            raise OSError(f"could not write the checkpoint {path} ({err}); is the disk full?") from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        if state["config"] != self.cfg.to_dict():
-            changed = sorted(k for k in state["config"] if state["config"][k] != self.cfg.to_dict().get(k))
+        """Resume from a checkpoint. It is read as data only (never as code: weights_only), its digest is
+        checked, and it must be a checkpoint of this run's config (device and checkpoint interval aside)."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:  # a truncated, empty, corrupt or foreign file: torch raises many kinds
+            raise TaskError(f"{path} is not a readable checkpoint ({type(err).__name__}: {str(err)[:200]}); "
+                            "delete it to start over") from None
+        missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise TaskError(f"{path} is not a nexttok checkpoint (missing {', '.join(missing)}); delete it to start over")
+        if state_digest({k: v for k, v in state.items() if k != "digest"}) != state["digest"]:
+            raise TaskError(f"{path} is corrupt (its contents do not match its digest); delete it to start over")
+        try:
+            saved = RunConfig.from_dict(state["config"])
+        except TaskError as err:
+            raise TaskError(f"{path} holds a config this version cannot read ({err})") from None
+        if saved.key() != self.cfg.key():
+            mine = self.cfg.to_dict()
+            changed = sorted(k for k in set(state["config"]) | set(mine) if state["config"].get(k) != mine.get(k))
             raise TaskError(f"{path} was written by a run with other settings ({', '.join(changed)}); use another --out")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -160,20 +244,79 @@ class Run:
         self.loss_sum.fill_(state["loss_sum"])
         self.loss_count = state["loss_count"]
 
+    def check_finite(self) -> None:
+        """Stop a diverged run before it writes a checkpoint or a metric."""
+        if not torch.isfinite(self.loss_sum):
+            raise TaskError(f"training diverged at step {self.step}: the loss is not finite (lr {self.cfg.lr:g}); "
+                            "the last good checkpoint is kept; lower --lr")
+
+
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
 
 @contextlib.contextmanager
-def finish_step_on_interrupt():
-    """Ctrl-C (SIGINT) sets a flag instead of raising inside a step, so the loop can save a consistent
-    checkpoint after the step it was in, then stop."""
-    flag = {"set": False}
+def finish_step_on_signal():
+    """Ctrl-C (SIGINT), and the SIGTERM / SIGHUP that Slurm, docker and `timeout` send, set a flag instead of
+    raising inside a step, so the loop can save a consistent checkpoint after the step it was in, then stop."""
+    flag = {"signum": None}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
-    previous = signal.signal(signal.SIGINT, lambda *_: flag.update(set=True))
+    previous = {s: signal.signal(s, lambda signum, _: flag.update(signum=signum)) for s in STOP_SIGNALS}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def run_folder(out: Path | None, cfg: RunConfig, resume: bool, main: bool):
+    """Claim the run folder `out` for this process: lock it, and refuse a folder that another process is
+    training in, that holds a finished or other run (unless resuming it), or that holds files a run does not
+    write. Yields the checkpoint path (None when there is no folder)."""
+    if out is None:
+        yield None
+        return
+    ckpt = out / "checkpoint.pt"
+    if not main:
+        yield ckpt
+        return
+    if out.exists() and not out.is_dir():
+        raise TaskError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TaskError(f"another process is training in {out}; wait for it or choose another --out") from None
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.endswith(".tmp"))
+        if foreign:
+            raise TaskError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:5])}); choose an "
+                            "empty or new folder")
+        if (out / "metrics.json").exists():
+            raise TaskError(f"{out} holds a finished run (--resume reports it); choose another --out for a new one")
+        if ckpt.exists() and not resume:
+            raise TaskError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        if (out / "config.json").exists() and not ckpt.exists():  # a run stopped before its first checkpoint
+            try:
+                theirs = RunConfig.from_dict(json.loads((out / "config.json").read_text())).key()
+            except (ValueError, TaskError):
+                theirs = None
+            if theirs != cfg.key():
+                raise TaskError(f"{out}/config.json is not this run's config; choose another --out")
+        write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        yield ckpt
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a file atomically under a temporary name of this process's own."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> tuple[Run, dict]:
@@ -181,56 +324,59 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = Fals
     out_dir (when given). Returns the run and its final metrics. Under torchrun every rank trains and
     rank 0 alone evaluates and writes."""
     run = Run(cfg)
-    main = run.shard.is_main
+    cfg, main = run.cfg, run.shard.is_main
     out = Path(out_dir) if out_dir is not None else None
-    ckpt = out / "checkpoint.pt" if out else None
-    if out:
-        if ckpt.exists() and resume:
+    with run_folder(out, cfg, resume, main) as ckpt:
+        if ckpt is not None and ckpt.exists() and resume:
             run.load(ckpt)
-        elif (out / "metrics.json").exists() or ckpt.exists():
-            raise TaskError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-        distributed.barrier(run.shard)  # every rank has looked before rank 0 writes
-        if main:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        distributed.barrier(run.shard)  # every rank has read the checkpoint before rank 0 writes one
+        _loop(run, ckpt, progress and main)
+        distributed.barrier(run.shard)  # rank 0's last checkpoint is on disk before anyone leaves
+        if not main:
+            return run, {}
+        final = {**{k: v for k, v in run.history[-1].items() if k not in ("step", "lr", "train_loss", "grad_norm_by_position")},
+                 "steps": run.step, "train_seconds": round(run.train_seconds, 2)}
+        final = finite_json(final)
+        if out:  # metrics.json last: its presence marks a finished run
+            write_table([flatten(finite_json(h)) for h in run.history], out / "history.csv")
+            write_text(out / "provenance.json",
+                       json.dumps(provenance(cfg, run.device, run.train_seconds, run.shard.world), indent=2) + "\n")
+            write_text(out / "metrics.json", json.dumps(final, indent=2, allow_nan=False) + "\n")
+    return run, final
 
-    bar = tqdm(total=cfg.steps, initial=run.step, disable=not (progress and main),
+
+def _loop(run: Run, ckpt: Path | None, progress: bool) -> None:
+    cfg, main = run.cfg, run.shard.is_main
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress,
                desc=f"{cfg.mode} G({run.task.deg},{run.task.path_len})")
-    with finish_step_on_interrupt() as interrupted:
+    with finish_step_on_signal() as stopped:
         while run.step < cfg.steps:
             started = time.perf_counter()
             run.loss_sum += run.train_step()
             run.loss_count += 1
             if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
+                run.check_finite()
                 train_loss = distributed.mean_over_ranks(run.loss_sum, run.shard).item() / run.loss_count
                 run.loss_sum.zero_()
                 run.loss_count = 0
                 if main:
-                    metrics = run.evaluate()
+                    # the history evaluates the first n_eval test graphs; the last evaluation all of them
+                    graphs = run.test if run.step == cfg.steps else run.test[: cfg.n_eval]
+                    metrics = run.evaluate(graphs)
                     run.history.append({"step": run.step, "lr": lr_at(run.step - 1, cfg), "train_loss": train_loss,
                                         **metrics, "grad_norm_by_position": run.gradient_norms()})
                     bar.set_postfix(loss=f"{train_loss:.3f}", gen_acc=f"{metrics['gen_accuracy']:.2f}")
             run.train_seconds += time.perf_counter() - started
             bar.update(1)
-            stop = distributed.any_rank(interrupted["set"], run.shard)
-            if ckpt and (run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or stop):
+            signum = distributed.any_rank(stopped["signum"], run.shard)
+            if ckpt and (run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or signum):
+                run.check_finite()
                 # the checkpoint holds the loss summed so far averaged over ranks, so every rank resumes alike
                 run.loss_sum = distributed.mean_over_ranks(run.loss_sum, run.shard)
                 if main:
                     run.save(ckpt)
-            if stop:
+            if signum:
                 bar.close()
-                where = f"checkpoint saved, continue with --resume --out {out}" if ckpt else "nothing saved (no --out)"
-                raise TaskError(f"interrupted at step {run.step}; {where}")
+                where = f"checkpoint saved, continue with --resume --out {ckpt.parent}" if ckpt else "nothing saved (no --out)"
+                raise Interrupted(f"interrupted ({signal.Signals(signum).name}) at step {run.step}; {where}", signum)
     bar.close()
-    distributed.barrier(run.shard)  # rank 0's last checkpoint is on disk before anyone leaves
-
-    if not main:
-        return run, {}
-    final = {**{k: v for k, v in run.history[-1].items() if k not in ("step", "lr", "train_loss", "grad_norm_by_position")},
-             "steps": run.step, "train_seconds": round(run.train_seconds, 2)}
-    if out:  # metrics.json last: its presence marks a finished run
-        write_table([flatten(h) for h in run.history], out / "history.csv")
-        (out / "provenance.json").write_text(json.dumps(provenance(cfg, run.device, run.train_seconds, run.shard.world), indent=2) + "\n")
-        (out / "metrics.json").write_text(json.dumps(final, indent=2) + "\n")
-    return run, final

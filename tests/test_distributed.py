@@ -37,9 +37,9 @@ def test_two_processes_follow_the_single_process_loss_curve(tmp_path, n_train):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["tf_loss"] == pytest.approx(a["tf_loss"], rel=1e-4)
     assert one["history"][-1]["train_loss"] < one["history"][0]["train_loss"]  # it did train
-    # only rank 0 wrote, and only the run's own files
+    # only rank 0 wrote, and only the run's own files (and the lock it held on the folder)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
-        "checkpoint.pt", "config.json", "history.csv", "metrics.json", "provenance.json"]
+        ".lock", "checkpoint.pt", "config.json", "history.csv", "metrics.json", "provenance.json"]
 
 
 def test_killed_two_process_run_resumes_to_the_same_metrics(tmp_path):

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from nexttok.evaluate import predict
+from nexttok.config import RunConfig
+from nexttok.mechanisms import attention_weights
 from nexttok.models.gpt import GPT, GPTConfig
-from nexttok.objectives import make_view
+from nexttok.objectives import make_view, objective
 from nexttok.tokens import Vocab
 
 
@@ -43,16 +44,25 @@ def test_kv_cache_generation_equals_uncached(graphs, task):
 
 
 @torch.no_grad()
-def test_explicit_attention_matches_fused(graphs, task):
+def test_attention_probe_recomputes_what_the_fused_kernel_computed(graphs, task):
+    """The probe's hook recomputes each layer's softmax from the input the attention module saw: those
+    weights, applied to the values and projected, give exactly the module's own (fused) output."""
     vocab = Vocab(task.num_nodes)
     model = model_for(vocab)
     x = make_view(graphs, vocab, "forward")[0]
-    fused = model(x)
-    explicit = model(x, need_weights=True)
-    assert torch.allclose(fused, explicit, atol=1e-4)
-    weights = model.blocks[0].attn.weights
-    assert torch.allclose(weights.sum(-1), torch.ones(()), atol=1e-5)
-    assert (weights.triu(1) == 0).all()  # causal
+    seen = {}
+    model.blocks[1].attn.register_forward_hook(lambda m, args, out: seen.update(x=args[0], out=out))
+    weights = attention_weights(model, x)
+    assert len(weights) == 2 and weights[0].shape == (len(graphs), 4, 31, 31)
+    assert torch.allclose(weights[0].sum(-1), torch.ones(()), atol=1e-5)
+    assert (weights[0].triu(1) == 0).all()  # causal
+    attn, h = model.blocks[1].attn, seen["x"]
+    B, T, C = h.shape
+    v = attn.qkv(h)[..., 2 * C:].view(B, T, 4, C // 4).transpose(1, 2)
+    explicit = attn.proj((weights[1] @ v).transpose(1, 2).reshape(B, T, C))
+    assert torch.allclose(explicit, seen["out"], atol=1e-5)
+    assert not any(hasattr(b.attn, "weights") for b in model.blocks)  # the model keeps no probe state
+    assert not model.blocks[0].attn._forward_hooks  # and the probe's hooks are gone
 
 
 @torch.no_grad()
@@ -61,7 +71,7 @@ def test_teacherless_decoding_is_one_forward_pass(graphs, task):
     model = model_for(vocab)
     calls = []
     model.register_forward_hook(lambda *_: calls.append(1))
-    logits, targets, decoded = predict(model, graphs, vocab, "teacherless")
+    logits, targets, decoded = objective(RunConfig(mode="teacherless")).predict(model, graphs, vocab)
     assert len(calls) == 1
     x = make_view(graphs, vocab, "teacherless")[0]
     assert torch.equal(decoded, model(x)[:, -5:].argmax(-1))

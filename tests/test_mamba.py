@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nexttok.evaluate import predict
+from nexttok.config import RunConfig
+from nexttok.objectives import objective
 from nexttok.models.mamba import MambaLM, MambaLMConfig, selective_scan
 from nexttok.objectives import make_view
 from nexttok.tokens import Vocab
@@ -95,7 +96,7 @@ def test_forward_backward_generation_and_teacherless(graphs, task):
     for _ in range(5):
         seq = torch.cat([seq, model(seq)[:, -1].argmax(-1, keepdim=True)], 1)
     assert torch.equal(out, seq[:, 27:])
-    _, _, decoded = predict(model, graphs, vocab, "teacherless")
+    _, _, decoded = objective(RunConfig(mode="teacherless")).predict(model, graphs, vocab)
     assert torch.equal(decoded, model(make_view(graphs, vocab, "teacherless")[0])[:, -5:].argmax(-1))
 
 

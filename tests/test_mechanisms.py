@@ -1,42 +1,50 @@
 """The Clever-Hans probes on stand-in models whose mechanism is known."""
-from types import SimpleNamespace
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from nexttok.mechanisms import edge_attention, follow_other_arm, position_gradient_norms
+from nexttok.config import RunConfig
+from nexttok.mechanisms import edge_mass, follow_other_arm, position_gradient_norms
+from nexttok.objectives import make_view, objective
 from nexttok.tokens import Vocab
 
 
+def edges_from(idx):
+    """(which edge starts at each input token (n, T, E), the children column of the edge list)."""
+    E = (idx.shape[1] - 3 - 4) // 3  # the tests use l = 5: T = 3E + 3 + l - 1
+    parents, children = idx[:, 0 : 3 * E : 3], idx[:, 1 : 3 * E : 3]
+    return idx[:, :, None] == parents[:, None, :], children
+
+
 class LookUp(torch.nn.Module):
-    """Predicts "the child of the token I was given" by reading the edge list, and can expose an attention
-    map that points at that edge's child token (one layer, two heads: head 0 does, head 1 looks at position 0)."""
+    """Predicts "the child of the token I was given" by reading the edge list."""
 
     def __init__(self, vocab):
         super().__init__()
         self.vocab = vocab
-        self.blocks = [SimpleNamespace(attn=SimpleNamespace(weights=None))]
 
-    def forward(self, idx, n_out=None, need_weights=False):
-        n, T = idx.shape
-        E = (T - 3 - 4) // 3  # the tests use l = 5: T = 3E + 3 + l - 1
-        parents, children = idx[:, 0 : 3 * E : 3], idx[:, 1 : 3 * E : 3]
-        match = idx[:, :, None] == parents[:, None, :]  # (n, T, E): which edge starts at each input token
+    def forward(self, idx, n_out=None):
+        match, children = edges_from(idx)
         child = torch.where(match.any(-1), children.gather(1, match.float().argmax(-1)), 0)
-        if need_weights:
-            w = torch.zeros(n, 2, T, T)
-            w[:, 0].scatter_(2, (3 * match.float().argmax(-1) + 1)[:, :, None], 1.0)
-            w[:, 1, :, 0] = 1.0
-            self.blocks[0].attn.weights = w
         logits = F.one_hot(child, self.vocab.size).float()
         return logits[:, -n_out:] if n_out else logits
+
+
+def look_up_attention(idx):
+    """One layer, two heads: head 0 looks from each token at the child token of the edge that starts there,
+    head 1 at position 0."""
+    match, _ = edges_from(idx)
+    n, T = idx.shape
+    w = torch.zeros(n, 2, T, T)
+    w[:, 0].scatter_(2, (3 * match.float().argmax(-1) + 1)[:, :, None], 1.0)
+    w[:, 1, :, 0] = 1.0
+    return [w]
 
 
 def test_probes_see_the_look_up(graphs, task):
     vocab = Vocab(task.num_nodes)
     model = LookUp(vocab)
-    attention = edge_attention(model, graphs, vocab)
+    attention = edge_mass(look_up_attention(make_view(graphs, vocab, "forward")[0]), graphs)
     assert attention["outgoing"].shape == attention["incoming"].shape == (1, 2)
     assert attention["outgoing"][0, 0] == 1.0 and attention["incoming"][0, 0] == 0.0  # head 0: all on v's edge
     assert attention["outgoing"][0, 1] == 0.0 or graphs.edges[:, 0, 0].eq(graphs.path[:, 1]).any()  # head 1: position 0
@@ -76,7 +84,7 @@ def test_gradient_norms_by_position(graphs, task):
     answer = graphs.path.clone()
     answer[:, 1] = graphs.arms[:, 1, 1].where(graphs.path[:, 1] != graphs.arms[:, 1, 1], graphs.arms[:, 0, 1])
     model = ScaledAnswer(answer, vocab)
-    norms = position_gradient_norms(model, graphs, vocab, "forward")
+    norms = position_gradient_norms(model, objective(RunConfig()), graphs, vocab)
     assert len(norms) == 5
     assert norms[1] == pytest.approx(1.0, rel=1e-3)  # d(loss)/dw = -1 on every graph, averaged
     assert max(norms[:1] + norms[2:]) < 1e-6

@@ -94,7 +94,7 @@ def test_train_evaluate_checkpoint_and_resume(tiny, model, tmp_path, monkeypatch
     assert len(metrics["gen_token_accuracy"]) == cfg.path_len and metrics["tf_loss"] > 0
     assert json.loads((tmp_path / "straight" / "config.json").read_text())["weights"] == tiny[model]
 
-    with interrupt_during(monkeypatch, step=5), pytest.raises(TaskError, match="interrupted at step 5"):
+    with interrupt_during(monkeypatch, step=5), pytest.raises(TaskError, match=r"interrupted \(SIGINT\) at step 5"):
         train(cfg, tmp_path / "resumed", progress=False)
     resumed, again = train(cfg, tmp_path / "resumed", resume=True, progress=False)
     metrics.pop("train_seconds"), again.pop("train_seconds")

@@ -30,7 +30,7 @@ def test_views(graphs, task):
     assert torch.equal(xr[:, 27:], graphs.path.flip(1)[:, :-1])  # teacher forcing: true tokens as inputs
     xt, yt = make_view(graphs, vocab, "teacherless")
     assert torch.equal(xt[:, :27], x[:, :27]) and (xt[:, 27:] == vocab.dummy).all() and torch.equal(yt, y)
-    with pytest.raises(ValueError, match="unknown mode"):
+    with pytest.raises(ValueError, match="unknown view"):
         make_view(graphs, vocab, "sideways")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mambapy.mamba import MambaBlock, MambaConfig
 
 from .gpt import pick
 
@@ -61,8 +62,6 @@ def make_mixer(cfg: MambaLMConfig, use_cuda_kernels: bool) -> nn.Module:
         from mamba_ssm import Mamba
 
         return Mamba(d_model=cfg.d_model, d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand)
-    from mambapy.mamba import MambaBlock, MambaConfig
-
     block = MambaBlock(MambaConfig(d_model=cfg.d_model, n_layers=cfg.n_layer, d_state=cfg.d_state,
                                    d_conv=cfg.d_conv, expand_factor=cfg.expand))
     block.selective_scan = selective_scan  # same arguments and result as the block's own parallel scan

@@ -25,11 +25,17 @@ from urllib.parse import urlparse
 import torch
 import torch.nn as nn
 
-from ..config import PRETRAINED
 from ..graphs import TaskError
 from ..tokens import Vocab
 from .gpt import pick
 
+# short name -> hub id; --weights DIR loads a local copy instead
+PRETRAINED = {
+    "gpt2": "openai-community/gpt2", "gpt2-medium": "openai-community/gpt2-medium",
+    "gpt2-large": "openai-community/gpt2-large", "gpt2-xl": "openai-community/gpt2-xl",
+    **{f"pythia-{size}{dedup}": f"EleutherAI/pythia-{size}{dedup}"
+       for size in ("70m", "160m", "410m", "1b") for dedup in ("", "-deduped")},
+}
 # the model_type in a checkpoint's config.json, per family of short names
 FAMILIES = {"gpt2": "gpt2", "pythia": "gpt_neox"}
 

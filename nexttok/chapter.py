@@ -1,0 +1,107 @@
+"""What the book's chapters share: their parameters as a run config, the committed results that travel with
+the package, and the checks a chapter makes before it states a claim.
+
+A chapter's parameters cell holds plain scalars (papermill sets them); `from_parameters(globals())` turns the
+ones that are RunConfig fields into a config, None meaning "the recipe's". Committed results are read from
+the package (`nexttok/results/`), so a chapter opened alone, on Colab or from another folder, finds them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from .config import RunConfig
+from .graphs import TaskError
+from .records import read_table
+from .runs import load_run, run_dir
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# a chapter that would train for longer than this on a CPU says so and stops before it starts
+CPU_BUDGET_SECONDS = 30 * 60
+# measured here (2 CPU cores): microseconds per training sample and per token of the sequence, at width 96, 2 layers
+CPU_US_PER_SAMPLE_TOKEN = 11.0
+
+
+class Precondition(AssertionError):
+    """A chapter's run is not in the state its claim is about (under-trained, over budget): the message
+    says what is missing and how to fix it, and blames no claim."""
+
+
+def results_path(*parts: str) -> Path:
+    """A committed result file or folder that ships with the package."""
+    return RESULTS.joinpath(*parts)
+
+
+def from_parameters(namespace: dict, **fixed) -> RunConfig:
+    """The run config of a chapter's parameters: every name in `namespace` that is a RunConfig field
+    (None: the recipe's value), then `fixed` on top (e.g. mode="forward")."""
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{**{k: v for k, v in namespace.items() if k in names}, **fixed})
+
+
+def committed(table: str, configs: list[RunConfig], required: bool = True) -> list[dict]:
+    """The rows of a committed table (`results/<table>`) that are these configs, in their order. A config
+    with no row is an error when `required` (the chapter's own recipe must be committed), else left out."""
+    rows = {row["key"]: row for row in read_table(results_path(table))}
+    found = [rows[c.key()] for c in configs if c.key() in rows]
+    missing = [c for c in configs if c.key() not in rows]
+    if missing and required:
+        names = ", ".join(f"{c.mode} G({c.deg},{c.path_len}) seed {c.seed} ({c.key()})" for c in missing[:4])
+        raise Precondition(f"results/{table} has no row for {len(missing)} of {len(configs)} configs ({names}...): "
+                           "the committed table was made with another recipe or code; re-run its sweep "
+                           "(results/README.md names it) or set recompute = True")
+    return found
+
+
+def committed_run(cfg: RunConfig, folder: str) -> dict:
+    """A committed run folder (`results/<folder>/<mode>-<key>`): config, history, metrics, provenance."""
+    path = run_dir(cfg, results_path(folder))
+    if not (path / "metrics.json").exists():
+        raise Precondition(f"no committed run for {cfg.mode} seed {cfg.seed} with these parameters "
+                           f"(results/{folder}/{path.name}); set recompute = True to train it")
+    return load_run(path)
+
+
+def first_step(history: list[dict], key: str | list[str], level: float) -> int | None:
+    """The step of the first evaluation in a run's history at which `key` (or every key of a list) reached
+    `level`; None if never."""
+    keys = [key] if isinstance(key, str) else key
+    return next((h["step"] for h in history if all(h[k] >= level for k in keys)), None)
+
+
+def require(condition: bool, problem: str, fix: str) -> None:
+    """A precondition of a claim: when it fails the message says what is missing and how to fix it."""
+    if not condition:
+        raise Precondition(f"{problem}: {fix}")
+
+
+def require_fit(run: dict, positions, level: float = 0.95) -> None:
+    """The run's teacher-forced accuracy is at least `level` at every given target position: the later
+    positions of a forward run (the cheat) or every position of a run that should have learned."""
+    cfg, acc = run["config"], run["metrics"]["tf_token_accuracy"]
+    short = [i for i in positions if acc[i - 1] < level]
+    require(not short, f"positions {short} are not fit after {cfg['steps']} steps (teacher-forced "
+            f"{[round(acc[i - 1], 2) for i in short]} < {level}): the run is under-trained for "
+            f"{cfg['mode']} G({cfg['deg']},{cfg['path_len']}) with N={cfg['num_nodes']}",
+            "raise steps (or set lr), or see the recipe")
+
+
+def cpu_seconds(cfg: RunConfig) -> float:
+    """A rough CPU cost of training cfg on this book's 2-core machine (its own measurement, not a promise)."""
+    c = cfg.resolved()
+    width = (c.dim or 96) / 96
+    depth = (c.layers or 2) / 2
+    return CPU_US_PER_SAMPLE_TOKEN * 1e-6 * c.steps * c.batch_size * c.task.sequence_len * depth * width ** 2
+
+
+def require_budget(configs: list[RunConfig], device: str = "cpu") -> float:
+    """Refuse, before anything trains, a set of runs a CPU chapter should not spend its time on. Returns the
+    estimated seconds."""
+    seconds = sum(cpu_seconds(c) for c in configs)
+    if device == "cpu":
+        require(seconds <= CPU_BUDGET_SECONDS,
+                f"these {len(configs)} runs would take about {math.ceil(seconds / 60)} minutes on a 2-core CPU, more "
+                f"than a chapter spends ({CPU_BUDGET_SECONDS // 60} minutes)",
+                "run it on a GPU, or lower steps, or read the committed results (recompute = False)")
+    return seconds

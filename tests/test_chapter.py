@@ -1,0 +1,63 @@
+"""The chapters' helpers (nexttok.chapter): parameters to a config, committed results, preconditions."""
+import dataclasses
+
+import pytest
+
+from nexttok.chapter import (Precondition, committed, committed_run, first_step, from_parameters, require_budget,
+                             require_fit, results_path)
+from nexttok.config import RunConfig
+
+from conftest import tiny_config
+
+
+def test_first_step_finds_the_first_evaluation_at_the_level():
+    history = [{"step": 100, "acc": 0.2}, {"step": 200, "acc": 0.95}, {"step": 300, "acc": 0.9}, {"step": 400, "acc": 1.0}]
+    assert first_step(history, "acc", 0.95) == 200 and first_step(history, "acc", 0.2) == 100
+    assert first_step(history, "acc", 1.01) is None
+
+
+def test_first_step_with_several_keys_waits_for_all_of_them():
+    history = [{"step": 100, "a": 1.0, "b": 0.5}, {"step": 200, "a": 0.9, "b": 1.0}, {"step": 300, "a": 1.0, "b": 1.0}]
+    assert first_step(history, ["a", "b"], 0.95) == 300 and first_step(history, ["a"], 0.95) == 100
+
+
+def test_parameters_cell_to_config():
+    params = {"deg": 3, "path_len": 4, "lr": None, "seed": 2, "recompute": False, "shorter": [3, 4]}
+    cfg = from_parameters(params, mode="reverse")
+    assert (cfg.deg, cfg.path_len, cfg.seed, cfg.mode) == (3, 4, 2, "reverse")
+    assert cfg.lr is None and cfg.resolved().lr == RunConfig(deg=3, path_len=4).resolved().lr  # the recipe's
+
+
+def test_committed_rows_of_these_configs(tmp_path, monkeypatch):
+    from nexttok import chapter
+    from nexttok.records import write_table
+
+    monkeypatch.setattr(chapter, "RESULTS", tmp_path)
+    cfg = tiny_config()
+    rows = [{"key": dataclasses.replace(cfg, seed=s).key(), "seed": s, "gen_accuracy": s / 10} for s in (0, 3)]
+    rows.append({"key": dataclasses.replace(cfg, seed=1, lr=1e-4).key(), "seed": 1, "gen_accuracy": 0.9})  # another config
+    write_table(rows, tmp_path / "results.csv")
+    wanted = [dataclasses.replace(cfg, seed=s) for s in (0, 1, 3)]
+    found = committed("results.csv", wanted, required=False)
+    assert [r["seed"] for r in found] == [0, 3] and found[1]["gen_accuracy"] == 0.3
+    with pytest.raises(Precondition, match="has no row for 1 of 3 configs"):
+        committed("results.csv", wanted)
+    with pytest.raises(Precondition, match="no committed run"):
+        committed_run(cfg, "nowhere")
+
+
+def test_committed_results_ship_with_the_package():
+    assert results_path().is_dir() and results_path("README.md").exists()
+    assert results_path().parent.name == "nexttok"
+
+
+def test_preconditions_name_the_fix():
+    run = {"config": {"steps": 1200, "mode": "forward", "deg": 4, "path_len": 6, "num_nodes": 20},
+           "metrics": {"tf_token_accuracy": [1.0, 0.3, 0.5, 1.0, 1.0, 1.0]}}
+    with pytest.raises(Precondition, match=r"positions \[3\] are not fit after 1200 steps.*under-trained for forward "
+                                           r"G\(4,6\).*raise steps"):
+        require_fit(run, range(3, 7))
+    require_fit(run, range(4, 7))
+    with pytest.raises(Precondition, match="minutes on a 2-core CPU"):
+        require_budget([RunConfig(layers=6, dim=384, heads=6, steps=20_000)])
+    assert require_budget([RunConfig(layers=6, dim=384, heads=6, steps=20_000)], device="cuda") > 0

@@ -1,0 +1,30 @@
+"""Tables and provenance (nexttok.records): what a run and a sweep write, and how each was produced."""
+import math
+
+import torch
+
+from nexttok.records import finite_json, flatten, read_table, write_table
+from nexttok.runs import load_run
+from nexttok.train import train
+
+from conftest import tiny_config
+
+
+def test_tables_round_trip_with_numbers_parsed_back(tmp_path):
+    rows = [flatten({"seed": 0, "acc": [0.5, 1.0], "mode": "forward"}), flatten({"seed": 1, "acc": [1.0, 1.0], "note": ""})]
+    write_table(rows, tmp_path / "t.csv")
+    back = read_table(tmp_path / "t.csv")
+    assert back[0] == {"seed": 0, "acc_1": 0.5, "acc_2": 1.0, "mode": "forward", "note": None}
+    assert back[1]["note"] is None and back[1]["mode"] is None
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # no temporary file left behind
+
+
+def test_non_finite_metrics_become_null():
+    assert finite_json({"a": math.nan, "b": [1.0, math.inf], "c": "x"}) == {"a": None, "b": [1.0, None], "c": "x"}
+
+
+def test_provenance_of_a_run_started_from_python(tmp_path):
+    train(tiny_config(steps=2, eval_every=2), tmp_path / "run", progress=False)
+    prov = load_run(tmp_path / "run")["provenance"]
+    assert prov["command"].startswith("nexttok train --path-len 4 --num-nodes 12 --layers 1 --dim 32")
+    assert prov["torch"] == torch.__version__ and prov["device"].startswith("cpu") and prov["commit"]
