@@ -1,13 +1,18 @@
 """scripts/check_pages.py on a hand-made site: a good image passes; a missing image, a blank image, an
-empty figure and a widget without its saved state fail. The browser part runs in headless Chromium
-(skipped when none is installed: `apt-get install chromium`)."""
+empty figure and a widget without its saved state fail. The browser part runs in the system's headless
+Chromium under Playwright: skipped when none is installed (`apt-get install chromium`), except under CI
+(CI set), where a missing Chromium fails, so that CI proves the check drives it."""
 import importlib.util
 import io
 import json
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from playwright.sync_api import Browser
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("check_pages", ROOT / "scripts" / "check_pages.py")
@@ -16,6 +21,15 @@ spec.loader.exec_module(check_pages)
 
 VIEW = '<script type="application/vnd.jupyter.widget-view+json">{"version_major": 2, "model_id": "%s"}</script>'
 STATE = '<script type="application/vnd.jupyter.widget-state+json">%s</script>'
+
+
+def installed_chromium() -> str:
+    try:
+        return check_pages.find_chromium(install=False)
+    except check_pages.CheckError:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but no Chromium is installed (.ci/run installs Debian's chromium)")
+        pytest.skip("no Chromium installed")
 
 
 def page(body: str) -> str:
@@ -69,11 +83,19 @@ def test_missing_book_is_a_clear_error(tmp_path):
     assert check_pages.main([str(tmp_path / "nothing"), "--pages", "a.html"]) == 2
 
 
+def test_playwright_drives_the_system_chromium():
+    """The browser Playwright runs is the installed one (same version as `chromium --version` prints), not
+    one of Playwright's own downloads."""
+    chromium = installed_chromium()
+    printed = subprocess.run([chromium, "--version"], capture_output=True, text=True, check=True).stdout
+    version = re.search(r"\b\d+\.\d+\.\d+\.\d+\b", printed).group()  # "Chromium 156.0.8078.108 built on ..."
+    with check_pages.launch(chromium) as browser:
+        assert isinstance(browser, Browser)
+        assert browser.version == version, (browser.version, printed)
+
+
 def test_chromium_passes_good_pages_and_fails_broken_ones(site):
-    try:
-        chromium = check_pages.find_chromium(install=False)
-    except check_pages.CheckError:
-        pytest.skip("no Chromium installed")
+    chromium = installed_chromium()
     out = io.StringIO()
     names = ["good.html", "missing.html", "blank.html", "empty_figure.html", "widget.html"]
     failed = check_pages.check_site(site, names, screenshots=site / "shots", chromium=chromium, out=out)
