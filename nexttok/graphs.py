@@ -4,8 +4,8 @@ A graph has a source with `deg` arms; each arm is a path of `path_len` nodes cou
 it adds `path_len - 1` new nodes. All `1 + deg * (path_len - 1)` labels are distinct and drawn from
 `0..num_nodes-1`. The goal is the leaf of one arm; the answer is that arm, source first.
 
-Sampling is vectorised: one `argsort` of uniform noise gives every graph of a batch a random injective
-labelling at once, so there is no Python loop per graph or per node.
+Sampling is vectorised: one partial sort (`topk`) of uniform noise gives every graph of a batch a random
+injective labelling at once, so there is no Python loop per graph or per node.
 """
 from __future__ import annotations
 
@@ -120,19 +120,25 @@ def seeded_generator(seed: int, *stream, device="cpu") -> torch.Generator:
 
 
 def sample(task: PathStar, n: int, generator: torch.Generator) -> Graphs:
-    """n independent uniform graphs of G(d, l, N), on the generator's device."""
+    """n independent uniform graphs of G(d, l, N), on the generator's device.
+
+    The labels are the indices of the 1 + d(l-1) largest of N uniform numbers: a uniformly random ordered
+    subset, found by a partial sort (topk) rather than a sort of all N. The goal's arm is the first: the arms'
+    labels are exchangeable and the edges are shuffled, so nothing the model sees depends on which arm that
+    is, and no draw is spent on it."""
     d, l, N = task.deg, task.path_len, task.num_nodes
     device = generator.device
-    # a random injective labelling per graph: the first 1 + d(l-1) entries of a random permutation
-    labels = torch.rand(n, N, generator=generator, device=device).argsort(dim=1)[:, : task.graph_nodes]
-    source = labels[:, 0]
-    arms = torch.cat([source[:, None, None].expand(n, d, 1), labels[:, 1:].view(n, d, l - 1)], dim=2)
-    goal_arm = torch.randint(d, (n,), generator=generator, device=device)
-    path = arms[torch.arange(n, device=device), goal_arm]
-    edges = torch.stack([arms[:, :, :-1], arms[:, :, 1:]], dim=-1).reshape(n, task.num_edges, 2)
+    labels = torch.rand(n, N, generator=generator, device=device).topk(task.graph_nodes, dim=1).indices
+    # labels[:, 0] is the source, labels[:, 1 + k(l-1) : 1 + (k+1)(l-1)] the rest of arm k
+    arms = torch.cat([labels[:, :1, None].expand(n, d, 1), labels[:, 1:].view(n, d, l - 1)], dim=2)
+    # edge e of arm k = e // (l-1), step j = e % (l-1), joins arms[:, k, j] and arms[:, k, j + 1]; written in a
+    # random order per graph
     order = torch.rand(n, task.num_edges, generator=generator, device=device).argsort(dim=1)
-    edges = edges.gather(1, order[:, :, None].expand(-1, -1, 2))
-    return Graphs(edges, source, path[:, -1], path, arms)
+    child = 1 + order
+    parent = torch.where(order % (l - 1) == 0, 0, order)
+    edges = torch.stack([labels.gather(1, parent), labels.gather(1, child)], dim=-1)
+    path = arms[:, 0]
+    return Graphs(edges, labels[:, 0], path[:, -1], path, arms)
 
 
 def sample_distinct(task: PathStar, sizes: list[int], generator: torch.Generator) -> list[Graphs]:

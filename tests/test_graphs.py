@@ -24,7 +24,10 @@ def test_sampler_invariants(deg, path_len, num_nodes):
         assert sorted(map(tuple, g.edges[i].tolist())) == sorted(map(tuple, arm_edges[i].tolist()))
 
 
-def test_edges_are_shuffled_and_goal_arm_is_uniform():
+def test_edges_are_shuffled_and_nothing_visible_marks_the_goal_arm():
+    """The sampler keeps the goal's arm first in `arms`; what the model sees must not tell it apart: the edges
+    are shuffled, the first edge leaving the source written in the prefix is the goal arm's 1/d of the time, and
+    the goal arm's labels are no larger or smaller than the other arms'."""
     task = PathStar(3, 4, 20)
     g = sample(task, 3000, seeded_generator(2, "x"))
     arm_edges = torch.stack([g.arms[:, :, :-1], g.arms[:, :, 1:]], -1).flatten(1, 2)
@@ -32,8 +35,12 @@ def test_edges_are_shuffled_and_goal_arm_is_uniform():
     assert (g.edges != arm_edges).any(-1).any(-1).float().mean() > 0.99
     from_source = (g.edges[:, 0, 0] == g.source).float().mean().item()
     assert abs(from_source - 1 / 3) < 0.04
-    goal_arm = (g.path[:, None, :] == g.arms).all(-1).float().argmax(1)
-    assert torch.allclose(torch.bincount(goal_arm, minlength=3) / len(g), torch.full((3,), 1 / 3), atol=0.04)
+    assert torch.equal(g.path, g.arms[:, 0])
+    leaves_source = g.edges[:, :, 0] == g.source[:, None]
+    first_child = g.edges[:, :, 1].gather(1, leaves_source.float().argmax(1, keepdim=True)).squeeze(1)
+    assert abs((first_child == g.path[:, 1]).float().mean().item() - 1 / 3) < 0.04
+    assert abs((g.path[:, 1] < g.arms[:, 1, 1]).float().mean().item() - 1 / 2) < 0.04
+    assert abs(torch.bincount(g.goal, minlength=20).float().std().item() / (3000 / 20)) < 0.2
 
 
 def test_same_seed_same_graphs():
