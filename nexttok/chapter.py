@@ -40,6 +40,12 @@ def from_parameters(namespace: dict, **fixed) -> RunConfig:
     return RunConfig(**{**{k: v for k, v in namespace.items() if k in names}, **fixed})
 
 
+def is_default(cfg: RunConfig) -> bool:
+    """Whether cfg is the chapter's own default run for its mode (the recipe's settings, any seed): the runs
+    the committed tables hold."""
+    return cfg.key() == RunConfig(mode=cfg.mode, only_position=cfg.only_position, seed=cfg.seed).key()
+
+
 def committed(table: str, configs: list[RunConfig], required: bool = True) -> list[dict]:
     """The rows of a committed table (`results/<table>`) that are these configs, in their order. A config
     with no row is an error when `required` (the chapter's own recipe must be committed), else left out."""

@@ -70,7 +70,7 @@ class RunConfig:
     test_file: str | None = None
     # bookkeeping: every eval_every steps the first n_eval test graphs are evaluated (the history); at the
     # end all n_test of them (the final metrics)
-    eval_every: int = 100
+    eval_every: int = 50
     n_eval: int = 512
     ckpt_every: int = 250
     device: str = "auto"  # auto | cpu | cuda

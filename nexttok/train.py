@@ -58,11 +58,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """auto: bf16 on CUDA (fp16 where bf16 is missing); fp32 on the CPU (exact and deterministic)."""
+    """auto: bf16 on a GPU that computes it natively (A100, H100, ...), fp16 with loss scaling on one that would
+    only emulate it (a T4, where bf16 is slow); fp32 on the CPU (exact and deterministic)."""
     if name != "auto":
         return name
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
     return "fp32"
 
 

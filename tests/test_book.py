@@ -12,6 +12,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+# the repository's home, named once: in pyproject.toml
+REPOSITORY = re.search(r'^Repository = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
 
 
 def toc_files():
@@ -35,7 +37,8 @@ def test_notebook_is_stored_clean_and_parameterised(path):
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code), "stored without outputs"
-    assert "google.colab" in code[0].source, "the first code cell installs nexttok on Colab"
+    assert f"git+{REPOSITORY}" in code[0].source and "find_spec(\"nexttok\")" in code[0].source, \
+        "the first code cell installs nexttok from the repository when it is missing"
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, "one papermill parameters cell"
     assert any(re.search(r"^\s*assert ", c.source, re.M) for c in code), "the chapter asserts its claims"
@@ -47,6 +50,7 @@ def test_book_builds_to_html_without_warnings(tmp_path):
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "book", tmp_path / "book", ignore=shutil.ignore_patterns("runs", "_build"))
+    shutil.copytree(ROOT / "nexttok", tmp_path / "nexttok")  # the pages show its code (literalinclude)
     # a virtual environment inside the repository (as `make` makes one) holds .md files that are no pages
     (tmp_path / ".venv" / "lib").mkdir(parents=True)
     (tmp_path / ".venv" / "lib" / "LICENSE.md").write_text("Text before a heading\n\n### A deep heading\n")
@@ -58,3 +62,21 @@ def test_book_builds_to_html_without_warnings(tmp_path):
     html = tmp_path / "_build" / "html"
     for name in toc_files():
         assert (html / f"{name}.html").exists(), name
+
+
+def test_the_repository_is_named_in_one_place_and_everything_agrees():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["repository"]["url"] == REPOSITORY
+    assert REPOSITORY in (ROOT / "README.md").read_text()
+    for nb in NOTEBOOKS:
+        urls = set(re.findall(r"git\+(https?://[^\s\"']+)", (nb).read_text()))
+        assert urls == {REPOSITORY}, f"{nb.name} installs from {urls}"
+
+
+def test_no_tracked_file_points_outside_the_repository():
+    """The project's workspace beside the repository is not part of it: no file may send a reader there."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    outside = re.compile(r"\.\./shared|\.\./\.\./|/work/")
+    offenders = [f for f in files if (ROOT / f).is_file() and f != "tests/test_book.py"
+                 and outside.search((ROOT / f).read_text(errors="ignore"))]
+    assert not offenders, offenders
