@@ -12,12 +12,12 @@ from pathlib import Path
 from .bench import bench, time_to_result
 from .config import DEVICES, MODELS, PRECISIONS, RunConfig
 from .distributed import teardown
-from .graphs import PathStar, TaskError, sample, seeded_generator, to_lines
+from .graphs import PathStar, TaskError, one_line, sample, seeded_generator, to_lines
 from .objectives import MODES
 from .recipe import RECIPE_FIELDS
 from .runs import run_dir
-from .sweep import NAMED as NAMED_SWEEPS, collect, load_sweep, parse_shard, run_sweep
-from .train import Interrupted, train
+from .sweep import NAMED as NAMED_SWEEPS, collect, config_name, load_sweep, parse_shard, run_sweep
+from .train import Interrupted, resolve_device, train
 
 GENERATE_CHUNK = 100_000  # graphs drawn and written at a time, so -n is bounded by the disk, not the memory
 
@@ -63,10 +63,11 @@ def cmd_generate(args) -> None:
     if args.n < 1:
         raise TaskError(f"-n must be at least 1 (got {args.n})")
     generator = seeded_generator(args.seed, "generate")
+    chunk = min(GENERATE_CHUNK, task.rows_per_chunk)  # large graphs: fewer at a time
     out = sys.stdout if args.output in (None, "-") else open(args.output, "w")
     try:
-        for start in range(0, args.n, GENERATE_CHUNK):
-            lines = to_lines(sample(task, min(GENERATE_CHUNK, args.n - start), generator))
+        for start in range(0, args.n, chunk):
+            lines = to_lines(sample(task, min(chunk, args.n - start), generator))
             out.write("\n".join(lines) + "\n")
     finally:
         if out is not sys.stdout:
@@ -76,11 +77,19 @@ def cmd_generate(args) -> None:
 def cmd_train(args) -> None:
     cfg = _config(args)
     out = Path(args.out) if args.out else run_dir(cfg)
-    if args.resume and not (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists():
-        print(f"nexttok: no checkpoint in {out}: starting a new run there", file=sys.stderr)
-    if args.resume and (out / "metrics.json").exists():  # a finished run: nothing left to do but report it
+    if args.resume and out.is_dir() and (out / "metrics.json").exists():  # a finished run: report it
+        try:
+            theirs = RunConfig.from_dict(json.loads((out / "config.json").read_text())).key()
+        except (ValueError, OSError):  # TaskError is a ValueError
+            theirs = None
+        if theirs != cfg.key():
+            raise TaskError(f"{out} holds a finished run of other settings (see its config.json); choose another --out")
         print((out / "metrics.json").read_text().strip())
         return
+    if args.resume and not out.exists():
+        print(f"nexttok: no run in {out}: starting a new run there", file=sys.stderr)
+    elif args.resume and out.is_dir() and not (out / "checkpoint.pt").exists():
+        print(f"nexttok: no checkpoint in {out}: starting a new run there", file=sys.stderr)
     run, metrics = train(cfg, out, resume=args.resume, progress=not args.quiet)
     teardown(run.shard)  # leave torchrun's process group cleanly
     if metrics:  # under torchrun only rank 0 has metrics, and only it reports
@@ -99,7 +108,10 @@ def cmd_bench(args) -> None:
         if args.train_steps < 1:
             raise TaskError(f"--train-steps must be at least 1 (got {args.train_steps})")
         args.mode = args.mode or "forward"
-        result = bench(_config(args), train_steps=args.train_steps, baseline_loop=args.baseline)
+        cfg = _config(args)
+        if args.baseline and (cfg.model != "gpt" or resolve_device(cfg.device).type != "cpu"):
+            raise TaskError("--baseline times the authors'-style GPT loop on the CPU: use --device cpu --model gpt")
+        result = bench(cfg, train_steps=args.train_steps, baseline_loop=args.baseline)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -114,7 +126,7 @@ def cmd_sweep(args) -> int:
         table, missing = collect(configs, out)
         print(f"wrote {table}: {len(configs) - len(missing)} of {len(configs)} configs", file=sys.stderr)
         if missing:
-            print("missing: " + ", ".join(f"{c.mode} seed {c.seed} ({c.key()})" for c in missing), file=sys.stderr)
+            print("missing: " + ", ".join(config_name(c) for c in missing), file=sys.stderr)
             return 1
         return 0
     table = run_sweep(configs, out, parse_shard(args.shard), progress=not args.quiet)
@@ -163,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def out_of_memory(err: RuntimeError) -> bool:
+    text = str(err)
+    return (type(err).__name__ == "OutOfMemoryError" or "can't allocate memory" in text
+            or "not enough memory" in text or "out of memory" in text.lower())
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -171,10 +189,17 @@ def main(argv=None) -> int:
         print(f"nexttok: {err}", file=sys.stderr)
         return 128 + err.signum
     except (TaskError, ValueError, OSError) as err:  # OSError: an unwritable --out or -o, a full disk
-        print(f"nexttok: error: {err}", file=sys.stderr)
+        # our own messages are written for the terminal; another library's may run over several lines
+        print(f"nexttok: error: {err if isinstance(err, TaskError) else one_line(err)}", file=sys.stderr)
         return 2
     except MemoryError:
         print("nexttok: error: out of memory: ask for fewer or smaller graphs", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # torch reports a failed allocation as RuntimeError (OutOfMemoryError on CUDA)
+        if not out_of_memory(err):
+            raise
+        print(f"nexttok: error: out of memory ({one_line(err, 200)}): ask for fewer or smaller "
+              "graphs, a smaller batch or model", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nexttok: interrupted", file=sys.stderr)

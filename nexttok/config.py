@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import time
 import typing
 from dataclasses import dataclass
 
@@ -34,6 +35,10 @@ RUN_ONLY = ("ckpt_every", "device", "compile")
 MAX_SEQUENCE = 4096  # tokens of prefix + target a model reads
 MAX_TEST = 10_000_000
 MAX_TRAIN = 100_000_000
+MAX_BATCH = 1 << 20  # graphs in one optimiser step
+MAX_LAYERS = 1024
+MAX_PARAMS = 1_000_000_000  # parameters of a gpt or mamba model (about 12 * layers * dim^2 + 2 * vocab * dim)
+SEEDS = (-(1 << 63), (1 << 64) - 1)  # the seeds torch.manual_seed takes
 
 
 @dataclass
@@ -92,6 +97,9 @@ class RunConfig:
             (self.positions is None or self.model == "gpt", "--positions is for the gpt model only"),
             (all(getattr(self, k) is None or getattr(self, k) >= 1 for k in ("steps", "batch_size")),
              "steps and batch size must be positive"),
+            (self.batch_size is None or self.batch_size <= MAX_BATCH, f"batch size must be at most {MAX_BATCH:,}"),
+            (self.layers is None or self.layers <= MAX_LAYERS, f"layers must be at most {MAX_LAYERS}"),
+            (SEEDS[0] <= self.seed <= SEEDS[1], "seed must be in -2**63..2**64-1 (the seeds torch takes)"),
             (not present(self.lr) or 0 < self.lr <= 1, f"lr must be in (0, 1] (got {self.lr})"),
             (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
             ((self.warmup is None or self.warmup >= 0) and self.weight_decay >= 0 and self.grad_clip >= 0,
@@ -119,9 +127,18 @@ class RunConfig:
             if task.sequence_len > MAX_SEQUENCE:
                 raise TaskError(f"G({self.deg},{self.path_len}) is {task.sequence_len} tokens long; the models "
                                 f"here read at most {MAX_SEQUENCE}")
+            if self.n_train and not task.has_distinct_graphs(self.n_train + self.n_test):
+                raise TaskError(f"G({self.deg},{self.path_len}) with num_nodes={self.num_nodes} has only "
+                                f"{task.distinct_graphs:,} distinct graphs, fewer than n_train + n_test = "
+                                f"{self.n_train + self.n_test:,}; use more nodes or fewer graphs")
         resolved = self.resolved()
         if resolved.model == "gpt" and resolved.dim % resolved.heads:
             raise TaskError(f"dim {resolved.dim} is not divisible by heads {resolved.heads}")
+        if resolved.model in ("gpt", "mamba"):
+            params = 12 * resolved.layers * resolved.dim ** 2 + 2 * (resolved.num_nodes + 4) * resolved.dim
+            if params > MAX_PARAMS:
+                raise TaskError(f"--layers {resolved.layers} --dim {resolved.dim} is a model of about {params:.2g} "
+                                f"parameters, more than the {MAX_PARAMS:,} this package trains")
 
     @property
     def task(self) -> PathStar:
@@ -144,7 +161,7 @@ class RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise TaskError(f"unknown config keys: {', '.join(sorted(unknown))}")
+            raise TaskError(f"unknown config keys: {', '.join(sorted(map(str, unknown)))}")
         return cls(**d)
 
     def key(self) -> str:
@@ -192,17 +209,29 @@ def _is_a(value, kind) -> bool:
     return isinstance(value, kind)
 
 
+# a file changed this recently may change again within the file system's timestamp granularity, keeping its
+# size and mtime: its digest is not cached (git's "racily clean" entries)
+RACY_NS = 2_000_000_000
+
+
 def file_digest(path: str) -> str:
-    """The SHA-256 of a data file's contents (cached while the file's size and mtime stay the same)."""
+    """The SHA-256 of a data file's contents (cached while the file's identity, size and times stay the same,
+    and never for a file modified in the last two seconds)."""
     try:
         stat = os.stat(path)
+        if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < RACY_NS:
+            return _read_digest(path)
+        return _digest(os.path.abspath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     except OSError as err:
         raise TaskError(f"{path}: cannot read the data file ({err.strerror})") from None
-    return _digest(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=64)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
+def _digest(path: str, *identity) -> str:
+    return _read_digest(path)
+
+
+def _read_digest(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

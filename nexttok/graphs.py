@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,22 @@ import torch
 
 class TaskError(ValueError):
     """Impossible task parameters or malformed task data (the CLI prints it as a one-line error)."""
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Another library's error message for a one-line error: whitespace and line breaks collapsed, terminal
+    colour codes dropped, cut at `limit` characters."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(text)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# The sampler draws a row of num_nodes random numbers per graph; above a million labels a graph costs
+# megabytes before it is even written, and no model here has a vocabulary that large.
+MAX_NODES = 1_000_000
+# Scratch memory one call of the sampler may use; a larger request is drawn in chunks of rows. Chunking
+# changes which random numbers a graph gets, so the budget sits far above every size the book samples
+# (the paper's 242,016 graphs over 50 labels take 0.3 GiB): their graphs are those of one draw.
+SAMPLE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,8 @@ class PathStar:
             problems.append(f"degree must be at least 1 (got {self.deg})")
         if self.path_len < 2:
             problems.append(f"path length must be at least 2 (got {self.path_len})")
+        if self.num_nodes > MAX_NODES:
+            problems.append(f"num_nodes={self.num_nodes:,} is more node labels than the {MAX_NODES:,} this package samples")
         if not problems and self.num_nodes < self.graph_nodes:
             problems.append(
                 f"num_nodes={self.num_nodes} is too small: G({self.deg},{self.path_len}) needs "
@@ -61,6 +80,25 @@ class PathStar:
         """How many different graphs G(d, l, N) holds (edge order aside): a source, an unordered set of d arms
         of l-1 distinct labels each, and which arm ends at the goal: N! / (N - m)! / (d - 1)!, m = 1 + d(l-1)."""
         return math.perm(self.num_nodes, self.graph_nodes) // math.factorial(self.deg - 1)
+
+    def has_distinct_graphs(self, n: int) -> bool:
+        """Whether the task holds at least n distinct graphs; cheap for any size (distinct_graphs itself is a
+        number with millions of digits for a large task)."""
+        log_count = math.lgamma(self.num_nodes + 1) - math.lgamma(self.num_nodes - self.graph_nodes + 1) - math.lgamma(self.deg)
+        if log_count > math.log(max(n, 1)) + 1:  # a margin far above lgamma's rounding error
+            return True
+        return self.distinct_graphs >= n  # small: exact
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes the sampler uses per graph, roughly: a float and an index per label, the arms and the shuffled
+        edges with their sort keys."""
+        return 16 * self.num_nodes + 64 * self.num_edges + 16 * self.graph_nodes + 64
+
+    @property
+    def rows_per_chunk(self) -> int:
+        """Graphs the sampler draws at once within SAMPLE_BYTES (at least one)."""
+        return max(1, SAMPLE_BYTES // self.sample_bytes)
 
 
 @dataclass
@@ -120,9 +158,16 @@ def seeded_generator(seed: int, *stream, device="cpu") -> torch.Generator:
 
 
 def sample(task: PathStar, n: int, generator: torch.Generator) -> Graphs:
-    """n independent uniform graphs of G(d, l, N), on the generator's device.
+    """n independent uniform graphs of G(d, l, N), on the generator's device. A request larger than the
+    sampler's memory budget (SAMPLE_BYTES) is drawn in chunks, one after the other from the generator."""
+    rows = task.rows_per_chunk
+    if n > rows:
+        return cat([_sample(task, min(rows, n - start), generator) for start in range(0, n, rows)])
+    return _sample(task, n, generator)
 
-    The labels are the indices of the 1 + d(l-1) largest of N uniform numbers: a uniformly random ordered
+
+def _sample(task: PathStar, n: int, generator: torch.Generator) -> Graphs:
+    """The labels are the indices of the 1 + d(l-1) largest of N uniform numbers: a uniformly random ordered
     subset, found by a partial sort (topk) rather than a sort of all N. The goal's arm is the first: the arms'
     labels are exchangeable and the edges are shuffled, so nothing the model sees depends on which arm that
     is, and no draw is spent on it."""
@@ -145,7 +190,7 @@ def sample_distinct(task: PathStar, sizes: list[int], generator: torch.Generator
     """Disjoint sets of distinct graphs with the given sizes (e.g. [n_train, n_test]): no graph is in
     two sets or twice in one. Raises TaskError when the task has too few distinct graphs."""
     need = sum(sizes)
-    if need > task.distinct_graphs:
+    if not task.has_distinct_graphs(need):
         raise TaskError(f"G({task.deg},{task.path_len}) with num_nodes={task.num_nodes} has only "
                         f"{task.distinct_graphs:,} distinct graphs, fewer than the {need:,} asked for; use more nodes "
                         "or fewer graphs")
@@ -248,9 +293,15 @@ def read_file(path: str | Path, num_nodes: int | None = None) -> tuple[Graphs, P
     """Read a file in the authors' format. Every malformed line raises TaskError naming file and line."""
     path = Path(path)
     if not path.is_file():
-        raise TaskError(f"{path}: no such data file")
+        raise TaskError(f"{path}: no such data file" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:
+        raise TaskError(f"{path}: not a text file of graphs (byte {err.start} is not UTF-8)") from None
+    except OSError as err:
+        raise TaskError(f"{path}: cannot read the data file ({err.strerror})") from None
     rows, shape = [], None
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -268,7 +319,10 @@ def read_file(path: str | Path, num_nodes: int | None = None) -> tuple[Graphs, P
     if not rows:
         raise TaskError(f"{path}: no graphs in file")
     largest = max(max(max(a) for a in r[4]) for r in rows)
-    task = PathStar(shape[0], shape[1], num_nodes if num_nodes is not None else largest + 1)
+    try:
+        task = PathStar(shape[0], shape[1], num_nodes if num_nodes is not None else largest + 1)
+    except TaskError as err:
+        raise TaskError(f"{path}: {err}") from None
     edges, source, goal, answer, arms = zip(*rows)
     graphs = Graphs(
         torch.tensor(edges), torch.tensor(source), torch.tensor(goal), torch.tensor(answer), torch.tensor(arms)

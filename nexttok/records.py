@@ -19,9 +19,16 @@ import torch
 from .config import RunConfig
 
 
+# columns of identifiers that may look like numbers (a config hash of digits only, "1234e5678901") and
+# must stay text
+TEXT_COLUMNS = ("key", "run", "commit")
+
+
 def read_table(path: str | Path) -> list[dict]:
-    """A CSV written by this package, numbers parsed back."""
-    def parse(v: str):
+    """A CSV written by this package, numbers parsed back (but not in TEXT_COLUMNS)."""
+    def parse(v):
+        if not isinstance(v, str):  # a short row's missing cells (None), a long row's extra cells (a list)
+            return v
         for kind in (int, float):
             try:
                 return kind(v)
@@ -30,7 +37,7 @@ def read_table(path: str | Path) -> list[dict]:
         return None if v == "" else v
 
     with open(path, newline="") as f:
-        return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: v if k in TEXT_COLUMNS else parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def flatten(record: dict) -> dict:

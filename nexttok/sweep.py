@@ -11,13 +11,15 @@ naming the configs no shard has finished.
 """
 from __future__ import annotations
 
+import csv
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 
 from .config import RunConfig
-from .graphs import TaskError
+from .graphs import TaskError, one_line
 from .records import read_table, write_table
 from .runs import flat_row, get_run
 from .train import Interrupted
@@ -44,6 +46,8 @@ MAMBA = {"base": {"model": "mamba"},
 # Position 2 trained alone (only_position=2), on the seeds of the headline table: the indecipherable chapter
 # sets each beside the full forward run of the same seed.
 INDECIPHERABLE = {"base": {"only_position": 2}, "grid": {"seed": [0, 1, 2, 3, 4]}}
+# the most configs one sweep may list (a grid is the product of its lists' lengths: a typo can make it huge)
+MAX_CONFIGS = 100_000
 NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID, "mamba": MAMBA, "indecipherable": INDECIPHERABLE}
 
 
@@ -55,7 +59,12 @@ def load_sweep(spec: str) -> list[RunConfig]:
         path = Path(spec)
         if not path.is_file():
             raise TaskError(f"{spec}: neither a sweep file nor a named grid ({', '.join(NAMED)})")
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError as err:
+            raise TaskError(f"{spec}: not a text file (byte {err.start} is not UTF-8); a sweep is JSON or YAML") from None
+        except OSError as err:
+            raise TaskError(f"{spec}: cannot read the sweep file ({err.strerror})") from None
         try:
             if path.suffix in (".yaml", ".yml"):
                 import yaml  # optional: JSON needs nothing extra
@@ -66,7 +75,7 @@ def load_sweep(spec: str) -> list[RunConfig]:
         except ImportError:
             raise TaskError(f"{spec}: reading YAML needs PyYAML (pip install pyyaml), or write the sweep as JSON") from None
         except Exception as err:  # the parsers' own errors name line and column
-            raise TaskError(f"{spec}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {err}") from None
+            raise TaskError(f"{spec}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {one_line(err)}") from None
     if isinstance(data, list):
         data = {"runs": data}
     if not isinstance(data, dict) or not set(data) <= {"base", "grid", "runs"} or not data:
@@ -78,15 +87,48 @@ def load_sweep(spec: str) -> list[RunConfig]:
         raise TaskError(f"{spec}: 'grid' must map config fields to non-empty lists of values")
     if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
         raise TaskError(f"{spec}: 'runs' must be a list of objects of config fields")
+    size = math.prod(len(v) for v in grid.values()) + len(runs)
+    if size > MAX_CONFIGS:
+        raise TaskError(f"{spec}: {size:,} configs, more than the {MAX_CONFIGS:,} a sweep may hold")
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else []
     if not grid and "runs" not in data:
         combos = [{}]
     combos += runs
-    configs = [RunConfig.from_dict({**base, **combo}) for combo in combos]
-    keys = [c.key() for c in configs]
+    if not combos:
+        raise TaskError(f"{spec}: the sweep lists no configs")
+    configs = []
+    for number, combo in enumerate(combos, 1):
+        try:
+            configs.append(RunConfig.from_dict({**base, **combo}))
+        except TaskError as err:
+            raise TaskError(f"{spec}: config {number} ({_describe(combo)}): {err}") from None
+    keys = [_key_or_files(c) for c in configs]
     if len(set(keys)) != len(keys):
         raise TaskError(f"{spec}: the same config appears twice")
     return configs
+
+
+def _describe(combo: dict) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in combo.items()) or "the base"
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _key_or_files(cfg: RunConfig):
+    """The config's key, or, while one of its data files cannot be read (the run will fail and say so), the
+    config with its files' paths."""
+    try:
+        return cfg.key()
+    except TaskError:
+        return json.dumps(cfg.to_dict(), sort_keys=True)
+
+
+def config_name(cfg: RunConfig) -> str:
+    """How a sweep names a config in its progress and its errors."""
+    name = f"{cfg.mode} G({cfg.deg},{cfg.path_len}) seed {cfg.seed}"
+    try:
+        return f"{name} ({cfg.key()})"
+    except TaskError:
+        return f"{name} (train_file {cfg.train_file})"
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -109,22 +151,22 @@ def run_sweep(configs: list[RunConfig], out: str | Path, shard: tuple[int, int] 
     """Train (or take from the cache) this shard's configs; rewrite the shard's table after each run. A config
     that fails is named and skipped, the others still run; then TaskError lists every failure."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     i, n = shard
     mine = configs[i::n]
     if not mine:
         raise TaskError(f"shard {i}/{n} has no configs (the sweep has {len(configs)})")
+    out.mkdir(parents=True, exist_ok=True)
     table = shard_table(out, i, n)
     rows, failed = [], []
     for number, cfg in enumerate(mine, 1):
-        name = f"{cfg.mode} G({cfg.deg},{cfg.path_len}) seed {cfg.seed} ({cfg.key()})"
+        name = config_name(cfg)
         if progress:
             print(f"[shard {i}/{n}] run {number}/{len(mine)}: {name}", flush=True)
         try:
             rows.append(flat_row(get_run(cfg, out / "runs", progress=progress)))
         except Interrupted:
             raise
-        except TaskError as err:
+        except (TaskError, OSError) as err:  # the run's own fault (its data, its divergence): the others still run
             print(f"[shard {i}/{n}] failed: {name}: {err}", file=sys.stderr, flush=True)
             failed.append(f"{name}: {err}")
             continue
@@ -144,14 +186,20 @@ def collect(configs: list[RunConfig], out: str | Path) -> tuple[Path, list[RunCo
         raise TaskError(f"{out}: no shard tables (results-shard-*.csv) to collect")
     seen: dict[str, tuple[dict, Path]] = {}
     for table in tables:
-        for row in read_table(table):
+        try:
+            rows = read_table(table)
+        except (ValueError, OSError, csv.Error) as err:  # UnicodeDecodeError is a ValueError
+            raise TaskError(f"{table}: not a results table ({one_line(err, 200)})") from None
+        if any(not isinstance(row.get("key"), str) for row in rows):
+            raise TaskError(f"{table}: not a results table (a row without a config key)")
+        for row in rows:
             if row["key"] in seen and seen[row["key"]][1] != table:
                 raise TaskError(f"config {row['key']} is in both {seen[row['key']][1].name} and {table.name}")
             seen[row["key"]] = (row, table)
-    wanted = [c.key() for c in configs]
+    wanted = [_key_or_files(c) for c in configs]
     strangers = sorted(set(seen) - set(wanted))
     if strangers:
         raise TaskError(f"{out} holds results of configs that are not in this sweep: {', '.join(strangers)}")
     merged = out / "results.csv"
     write_table([seen[k][0] for k in wanted if k in seen], merged)
-    return merged, [c for c in configs if c.key() not in seen]
+    return merged, [c for c, k in zip(configs, wanted) if k not in seen]

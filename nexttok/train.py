@@ -28,7 +28,7 @@ from . import distributed
 from .config import RunConfig
 from .data import load_data
 from .evaluate import evaluate
-from .graphs import TaskError, seeded_generator
+from .graphs import TaskError, one_line, seeded_generator
 from .mechanisms import position_gradient_norms
 from .objectives import objective
 from .records import finite_json, flatten, provenance, write_table
@@ -162,6 +162,15 @@ class Run:
         self.train_seconds = 0.0
         # the training loss summed since the last evaluation (kept on the device: no sync per step)
         self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
+        # the first step whose loss was not finite (0: none yet), also kept on the device
+        self.first_bad_step = torch.zeros((), dtype=torch.long, device=self.device)
+
+    def add_loss(self, loss: torch.Tensor) -> None:
+        """Count a training step's loss (after the step: self.step is its 1-based number)."""
+        self.loss_sum += loss
+        self.loss_count += 1
+        bad = (self.first_bad_step == 0) & ~torch.isfinite(loss)
+        self.first_bad_step = torch.where(bad, self.step, self.first_bad_step)
 
     def train_step(self) -> torch.Tensor:
         lr = lr_at(self.step, self.cfg)
@@ -213,7 +222,7 @@ class Run:
             torch.save(self.state(), tmp)
             os.replace(tmp, path)
         except RuntimeError as err:  # torch reports a full disk as RuntimeError
-            raise OSError(f"could not write the checkpoint {path} ({err}); is the disk full?") from None
+            raise OSError(f"could not write the checkpoint {path} ({one_line(err)}); is the disk full?") from None
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -223,7 +232,7 @@ class Run:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as err:  # a truncated, empty, corrupt or foreign file: torch raises many kinds
-            raise TaskError(f"{path} is not a readable checkpoint ({type(err).__name__}: {str(err)[:200]}); "
+            raise TaskError(f"{path} is not a readable checkpoint ({type(err).__name__}: {one_line(err, 200)}); "
                             "delete it to start over") from None
         missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
         if missing:
@@ -246,10 +255,17 @@ class Run:
         self.loss_count = state["loss_count"]
 
     def check_finite(self) -> None:
-        """Stop a diverged run before it writes a checkpoint or a metric."""
-        if not torch.isfinite(self.loss_sum):
-            raise TaskError(f"training diverged at step {self.step}: the loss is not finite (lr {self.cfg.lr:g}); "
+        """Stop a diverged run before it writes a checkpoint or a metric: a loss that was not finite at some
+        step since the last check, or weights that are not (a step can overflow the gradients while its loss
+        is still finite)."""
+        first_bad = int(self.first_bad_step)
+        if first_bad or not torch.isfinite(self.loss_sum):
+            where = f"at step {first_bad}" if first_bad else f"by step {self.step}"
+            raise TaskError(f"training diverged {where}: the loss is not finite (lr {self.cfg.lr:g}); nothing after "
                             "the last good checkpoint is kept; lower --lr")
+        if not bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()):
+            raise TaskError(f"training diverged by step {self.step}: the weights are not finite (lr {self.cfg.lr:g}); "
+                            "nothing after the last good checkpoint is kept; lower --lr")
 
 
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
@@ -275,7 +291,9 @@ def finish_step_on_signal():
 def run_folder(out: Path | None, cfg: RunConfig, resume: bool, main: bool):
     """Claim the run folder `out` for this process: lock it, and refuse a folder that another process is
     training in, that holds a finished or other run (unless resuming it), or that holds files a run does not
-    write. Yields the checkpoint path (None when there is no folder)."""
+    write. A refused folder is left as it was (no lock file is added to a folder of someone else's files).
+    Yields the checkpoint path (None when there is no folder); the caller writes config.json once it has
+    read the checkpoint, so a refused resume leaves the folder's config as it was."""
     if out is None:
         yield None
         return
@@ -285,29 +303,40 @@ def run_folder(out: Path | None, cfg: RunConfig, resume: bool, main: bool):
         return
     if out.exists() and not out.is_dir():
         raise TaskError(f"--out {out} is a file, not a folder")
+    if out.is_dir():
+        _check_folder(out, cfg, resume, locked=False)  # a folder of someone's own files gets no lock file
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise TaskError(f"another process is training in {out}; wait for it or choose another --out") from None
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.endswith(".tmp"))
-        if foreign:
-            raise TaskError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:5])}); choose an "
-                            "empty or new folder")
-        if (out / "metrics.json").exists():
-            raise TaskError(f"{out} holds a finished run (--resume reports it); choose another --out for a new one")
-        if ckpt.exists() and not resume:
-            raise TaskError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-        if (out / "config.json").exists() and not ckpt.exists():  # a run stopped before its first checkpoint
-            try:
-                theirs = RunConfig.from_dict(json.loads((out / "config.json").read_text())).key()
-            except (ValueError, TaskError):
-                theirs = None
-            if theirs != cfg.key():
-                raise TaskError(f"{out}/config.json is not this run's config; choose another --out")
-        write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        _check_folder(out, cfg, resume, locked=True)
         yield ckpt
+
+
+def _check_folder(out: Path, cfg: RunConfig, resume: bool, locked: bool) -> None:
+    """Refuse a folder that holds files a run does not write, a config.json that is not a run's, or a finished
+    run; once the folder is locked (no other process is training in it), also a run to continue without
+    --resume, or a run of another config that stopped before its first checkpoint."""
+    ckpt = out / "checkpoint.pt"
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.endswith(".tmp"))
+    if foreign:
+        raise TaskError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:5])}); choose an "
+                        "empty or new folder")
+    if (out / "metrics.json").exists():  # written last, so no process is training here any more
+        raise TaskError(f"{out} holds a finished run (--resume reports it); choose another --out for a new one")
+    # a config.json beside no checkpoint: the user's own file, or a run that stopped before its first checkpoint
+    # (beside a checkpoint, the checkpoint's own config is checked when it is loaded)
+    if (out / "config.json").exists() and not ckpt.exists():
+        try:
+            theirs = RunConfig.from_dict(json.loads((out / "config.json").read_text())).key()
+        except (ValueError, TaskError, OSError):  # not JSON, not a config, not readable, a data file gone
+            raise TaskError(f"{out}/config.json is not a run's config; choose another --out") from None
+        if locked and theirs != cfg.key():
+            raise TaskError(f"{out}/config.json is not this run's config; choose another --out")
+    if locked and ckpt.exists() and not resume:
+        raise TaskError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
 
 
 def write_text(path: Path, text: str) -> None:
@@ -330,6 +359,8 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = Fals
     with run_folder(out, cfg, resume, main) as ckpt:
         if ckpt is not None and ckpt.exists() and resume:
             run.load(ckpt)
+        if out and main:
+            write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         distributed.barrier(run.shard)  # every rank has read the checkpoint before rank 0 writes one
         _loop(run, ckpt, progress and main)
         distributed.barrier(run.shard)  # rank 0's last checkpoint is on disk before anyone leaves
@@ -353,8 +384,7 @@ def _loop(run: Run, ckpt: Path | None, progress: bool) -> None:
     with finish_step_on_signal() as stopped:
         while run.step < cfg.steps:
             started = time.perf_counter()
-            run.loss_sum += run.train_step()
-            run.loss_count += 1
+            run.add_loss(run.train_step())
             if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
                 run.check_finite()
                 train_loss = distributed.mean_over_ranks(run.loss_sum, run.shard).item() / run.loss_count

@@ -121,3 +121,21 @@ def test_mixed_shapes_empty_and_missing_files(tmp_path):
         read_file(tmp_path / "empty.txt")
     with pytest.raises(TaskError, match="no such data file"):
         read_file(tmp_path / "missing.txt")
+
+
+def test_files_that_are_not_text_or_not_files_are_errors_naming_them(tmp_path):
+    (tmp_path / "blob.txt").write_bytes(bytes(range(256)))
+    with pytest.raises(TaskError, match=r"blob.txt: not a text file of graphs \(byte 128 is not UTF-8\)"):
+        read_file(tmp_path / "blob.txt")
+    with pytest.raises(TaskError, match=r"no such data file \(it is a folder\)"):
+        read_file(tmp_path)
+    # a label beyond what the sampler and the models take, with num_nodes left to the file
+    (tmp_path / "huge.txt").write_text("0,5000000|5000000,7|0,1|1,2/0,7=0,5000000,7\n")
+    with pytest.raises(TaskError, match=r"huge.txt: num_nodes=5,000,001 is more node labels than the 1,000,000"):
+        read_file(tmp_path / "huge.txt")
+
+
+def test_a_task_has_at_most_a_million_labels():
+    PathStar(2, 5, 1_000_000)
+    with pytest.raises(TaskError, match="more node labels than the 1,000,000 this package samples"):
+        PathStar(2, 5, 1_000_001)

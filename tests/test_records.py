@@ -28,3 +28,16 @@ def test_provenance_of_a_run_started_from_python(tmp_path):
     prov = load_run(tmp_path / "run")["provenance"]
     assert prov["command"].startswith("nexttok train --path-len 4 --num-nodes 12 --layers 1 --dim 32")
     assert prov["torch"] == torch.__version__ and prov["device"].startswith("cpu") and prov["commit"]
+
+
+def test_identifier_columns_stay_text_and_ragged_rows_do_not_crash(tmp_path):
+    # a config hash may be all digits, or digits with one "e" (a float to Python), and commits likewise
+    rows = [{"key": "012345678901", "run": "forward-1234e5678901", "commit": "123456789012", "seed": 0},
+            {"key": "1234e5678901", "run": "r", "commit": "abc", "seed": 1}]
+    write_table(rows, tmp_path / "t.csv")
+    back = read_table(tmp_path / "t.csv")
+    assert [r["key"] for r in back] == ["012345678901", "1234e5678901"] and back[0]["commit"] == "123456789012"
+    assert [r["seed"] for r in back] == [0, 1]
+    (tmp_path / "ragged.csv").write_text("key,seed\nabc\ndef,1,extra\n")
+    short, long = read_table(tmp_path / "ragged.csv")
+    assert short == {"key": "abc", "seed": None} and long["seed"] == 1 and long[None] == ["extra"]

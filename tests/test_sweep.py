@@ -90,3 +90,30 @@ def test_three_shards_one_killed_midway_collect_one_row_per_config(tmp_path):
     shutil.copy(out / "results-shard-0-of-3.csv", out / "results-shard-0-of-2.csv")
     r = sweep(spec, "--out", out, "--collect")
     assert r.returncode == 2 and "is in both" in r.stderr
+
+
+def test_a_bad_config_is_named_by_its_number_and_a_huge_grid_is_refused(tmp_path):
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"base": BASE, "grid": {"lr": [1e-3, 2.0]}}))
+    with pytest.raises(TaskError, match=r"config 2 \(lr=2.0\): lr must be in \(0, 1\]"):
+        load_sweep(str(spec))
+    spec.write_text(json.dumps({"grid": {"seed": list(range(1000)), "n_eval": list(range(1, 1001))}}))
+    started = time.perf_counter()
+    with pytest.raises(TaskError, match="1,000,000 configs, more than the 100,000"):
+        load_sweep(str(spec))
+    assert time.perf_counter() - started < 1
+    spec.write_text("[]")
+    with pytest.raises(TaskError, match="lists no configs"):
+        load_sweep(str(spec))
+
+
+def test_a_config_whose_data_file_is_missing_loads_and_fails_on_its_own(tmp_path):
+    """A data file may appear later (another job writes it): the sweep loads, and only that config fails."""
+    spec = tmp_path / "s.json"
+    missing = {"train_file": str(tmp_path / "train.txt"), "test_file": str(tmp_path / "test.txt")}
+    spec.write_text(json.dumps({"base": BASE, "runs": [missing, {**missing, "seed": 1}, {}]}))
+    configs = load_sweep(str(spec))
+    assert len(configs) == 3
+    from nexttok.sweep import config_name
+
+    assert config_name(configs[0]) == f"forward G(2,4) seed 0 (train_file {tmp_path / 'train.txt'})"
