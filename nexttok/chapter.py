@@ -11,6 +11,8 @@ import dataclasses
 import math
 from pathlib import Path
 
+import torch
+
 from .config import RunConfig
 from .graphs import TaskError
 from .records import read_table
@@ -101,11 +103,12 @@ def cpu_seconds(cfg: RunConfig) -> float:
     return CPU_US_PER_SAMPLE_TOKEN * 1e-6 * c.steps * c.batch_size * c.task.sequence_len * depth * width ** 2
 
 
-def require_budget(configs: list[RunConfig], device: str = "cpu") -> float:
-    """Refuse, before anything trains, a set of runs a CPU chapter should not spend its time on. Returns the
-    estimated seconds."""
+def require_budget(configs: list[RunConfig]) -> float:
+    """Refuse, before anything trains, a set of runs a CPU chapter should not spend its time on (on a GPU any
+    budget goes). Returns the estimated seconds on the CPU."""
     seconds = sum(cpu_seconds(c) for c in configs)
-    if device == "cpu":
+    on_cpu = any(c.device == "cpu" or (c.device == "auto" and not torch.cuda.is_available()) for c in configs)
+    if on_cpu:
         require(seconds <= CPU_BUDGET_SECONDS,
                 f"these {len(configs)} runs would take about {math.ceil(seconds / 60)} minutes on a 2-core CPU, more "
                 f"than a chapter spends ({CPU_BUDGET_SECONDS // 60} minutes)",

@@ -21,8 +21,7 @@ def recipe(cfg) -> dict:
         # a pretrained model brings its own size: layers, dim and heads are the GPT's only
         out = {"layers": 2, "dim": 96, "heads": 6, "positions": "rope"} if cfg.model == "gpt" else {}
         out.update({"batch_size": 256, "warmup": 100})
-        # degree 3 sits on a plateau for thousands of steps at the degree-2 lr; half the lr ends it
-        out.update({"lr": 2e-3, "steps": 1200} if cfg.deg <= 2 else {"lr": 1e-3, "steps": 2000})
+        out.update({"lr": 3e-3, "steps": 600} if cfg.deg <= 2 else {"lr": 1e-3, "steps": 2000})
     if cfg.mode == "mtp":
         out["mtp_heads"] = 2
     if cfg.mode == "dropout":

@@ -59,5 +59,5 @@ def test_preconditions_name_the_fix():
         require_fit(run, range(3, 7))
     require_fit(run, range(4, 7))
     with pytest.raises(Precondition, match="minutes on a 2-core CPU"):
-        require_budget([RunConfig(layers=6, dim=384, heads=6, steps=20_000)])
-    assert require_budget([RunConfig(layers=6, dim=384, heads=6, steps=20_000)], device="cuda") > 0
+        require_budget([RunConfig(layers=6, dim=384, heads=6, steps=20_000, device="cpu")])
+    assert require_budget([RunConfig(device="cpu")]) < 5 * 60  # the default run fits easily

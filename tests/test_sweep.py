@@ -14,7 +14,7 @@ from nexttok.records import read_table
 from nexttok.sweep import load_sweep, parse_shard
 
 BASE = {"deg": 2, "path_len": 4, "num_nodes": 12, "layers": 1, "dim": 32, "heads": 2, "batch_size": 32,
-        "steps": 60, "warmup": 2, "eval_every": 20, "ckpt_every": 5, "n_test": 64, "device": "cpu"}
+        "steps": 30, "warmup": 2, "eval_every": 10, "ckpt_every": 5, "n_test": 64, "device": "cpu"}
 
 
 def sweep(*args, wait=True):
@@ -85,7 +85,7 @@ def test_three_shards_one_killed_midway_collect_one_row_per_config(tmp_path):
     for row in rows:  # provenance on every row
         assert row["commit"] and row["torch"] and row["date"] and row["wall_seconds"] > 0
         assert row["command"].startswith("nexttok sweep") and row["device"].startswith("cpu")
-        assert row["steps"] == 60 and 0 <= row["gen_accuracy"] <= 1
+        assert row["steps"] == 30 and 0 <= row["gen_accuracy"] <= 1
 
     shutil.copy(out / "results-shard-0-of-3.csv", out / "results-shard-0-of-2.csv")
     r = sweep(spec, "--out", out, "--collect")
