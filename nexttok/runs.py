@@ -4,6 +4,7 @@ A run is its config: its folder is `<root>/<mode>-<config hash>`, so two chapter
 need the same run train it once, and a run that was interrupted continues from its checkpoint."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from .config import RunConfig
 from .graphs import TaskError
 from .records import flatten, read_table
-from .train import Run, train
+from .train import FolderLocked, Run, train
 
 DEFAULT_ROOT = os.environ.get("NEXTTOK_RUNS", "runs")
 
@@ -21,10 +22,15 @@ def run_dir(cfg: RunConfig, root: str | Path = DEFAULT_ROOT) -> Path:
 
 
 def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = True) -> dict:
-    """The run's metrics, history and provenance, training it (or finishing it) first if needed."""
+    """The run's metrics, history and provenance, training it (or finishing it) first if needed. When another
+    process is training the same run (two chapters, two shards), wait for it and take its result."""
     folder = run_dir(cfg, root)
-    if not (folder / "metrics.json").exists():
-        train(cfg, folder, resume=True, progress=progress)
+    while not (folder / "metrics.json").exists():
+        try:
+            train(cfg, folder, resume=True, progress=progress)
+        except FolderLocked:
+            with open(folder / ".lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # returns when the other process is done (or has died)
     return load_run(folder)
 
 

@@ -41,6 +41,10 @@ RUN_FILES = ("config.json", "metrics.json", "history.csv", "provenance.json", "c
 GRADIENT_GRAPHS = 256  # held-out graphs the per-position gradient norms are measured on
 
 
+class FolderLocked(TaskError):
+    """Another process holds the run folder's lock (it is training there)."""
+
+
 class Interrupted(TaskError):
     """Training stopped on a signal after saving a checkpoint; `signum` says which signal."""
 
@@ -310,7 +314,7 @@ def run_folder(out: Path | None, cfg: RunConfig, resume: bool, main: bool):
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise TaskError(f"another process is training in {out}; wait for it or choose another --out") from None
+            raise FolderLocked(f"another process is training in {out}; wait for it or choose another --out") from None
         _check_folder(out, cfg, resume, locked=True)
         yield ckpt
 
