@@ -45,10 +45,11 @@ def edge_attention(model, graphs: Graphs, vocab: Vocab) -> dict[str, torch.Tenso
 
 def edge_mass(weights: list[torch.Tensor], graphs: Graphs) -> dict[str, torch.Tensor]:
     """From each layer's attention weights (n, heads, T, T) on the forward view of `graphs`: per layer and head,
-    the mean attention weight that the input position holding the previous node v puts on the two tokens of
-    the edge that *starts* at v (`outgoing`: the cheat's look-up) and on the two tokens of the edge that *ends*
-    at v (`incoming`, for comparison), over target positions 3..l; and what any two prefix tokens would get
-    under uniform attention over the positions the query can see (`uniform`)."""
+    the mean attention weight that the input position holding the previous node v puts on the edge that
+    *starts* at v (`outgoing`: the cheat's look-up) and on the edge that *ends* at v (`incoming`, for
+    comparison), over target positions 3..l; and what any three prefix tokens would get under uniform attention
+    over the positions the query can see (`uniform`). An edge is its three tokens `u v |`: its two nodes and
+    the separator after it (`/` after the last edge), where an earlier layer can have gathered the pair."""
     P, l = prefix_len(graphs.edges.shape[1]), graphs.path.shape[1]
     out = {"outgoing": [], "incoming": []}
     for layer in weights:
@@ -59,11 +60,11 @@ def edge_mass(weights: list[torch.Tensor], graphs: Graphs) -> dict[str, torch.Te
             at = lambda key: from_v.gather(2, key[:, None, None].expand(-1, from_v.shape[1], 1)).squeeze(2)  # noqa: E731
             for name, end in (("outgoing", 0), ("incoming", 1)):
                 edge = (graphs.edges[:, :, end] == v).float().argmax(1)  # the edge v -> child (or parent -> v)
-                mass[name] = mass[name] + (at(3 * edge) + at(3 * edge + 1)).mean(0) / (l - 2)
+                mass[name] = mass[name] + (at(3 * edge) + at(3 * edge + 1) + at(3 * edge + 2)).mean(0) / (l - 2)
         for name in out:
             out[name].append(mass[name])
     visible = torch.tensor([P + i - 1 for i in range(3, l + 1)], dtype=torch.float)
-    return {**{k: torch.stack(v) for k, v in out.items()}, "uniform": (2 / visible).mean()}
+    return {**{k: torch.stack(v) for k, v in out.items()}, "uniform": (3 / visible).mean()}
 
 
 @torch.no_grad()

@@ -48,7 +48,7 @@ def test_probes_see_the_look_up(graphs, task):
     assert attention["outgoing"].shape == attention["incoming"].shape == (1, 2)
     assert attention["outgoing"][0, 0] == 1.0 and attention["incoming"][0, 0] == 0.0  # head 0: all on v's edge
     assert attention["outgoing"][0, 1] == 0.0 or graphs.edges[:, 0, 0].eq(graphs.path[:, 1]).any()  # head 1: position 0
-    assert 0 < attention["uniform"] < 0.1
+    assert 0 < attention["uniform"] < 0.15
     probe = follow_other_arm(model, graphs, vocab)
     assert probe == {"follows_swapped_arm": 1.0, "stays_on_goal_arm": 0.0}
 
