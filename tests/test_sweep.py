@@ -31,7 +31,9 @@ def test_sweep_files_and_named_grids(tmp_path):
     configs = load_sweep(str(spec))
     assert [(c.mode, c.seed) for c in configs] == [("forward", 0), ("forward", 1), ("reverse", 0), ("reverse", 1), ("teacherless", 0)]
     assert all(c.dim == 32 for c in configs)
-    assert len(load_sweep("default")) == 10 and {c.mode for c in load_sweep("paper")} == {"forward", "reverse", "teacherless"}
+    default = load_sweep("default")
+    assert len(default) == 16 and {c.resolved().positions for c in default} == {"rope", "learned"}
+    assert {c.mode for c in load_sweep("paper")} == {"forward", "reverse", "teacherless"}
     grid = load_sweep("grid")
     assert {(c.deg, c.path_len) for c in grid} == {(d, l) for d in (2, 3, 4) for l in (3, 4, 5, 6)} and len(grid) == 72
     assert {c.resolved().lr for c in grid if c.deg == 2} != {c.resolved().lr for c in grid if c.deg == 4}  # the recipe's
