@@ -289,17 +289,22 @@ def _arms_of(edges, source, goal, path) -> list[list[int]]:
     return arms
 
 
+def read_text(path: Path, what: str) -> str:
+    """A text file's contents, or a TaskError that names the file and says why it cannot be read as `what`."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as err:
+        raise TaskError(f"{path}: not a text file (byte {err.start} is not UTF-8); expected {what}") from None
+    except OSError as err:
+        raise TaskError(f"{path}: cannot read {what} ({err.strerror})") from None
+
+
 def read_file(path: str | Path, num_nodes: int | None = None) -> tuple[Graphs, PathStar]:
     """Read a file in the authors' format. Every malformed line raises TaskError naming file and line."""
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"{path}: no such data file" + (" (it is a folder)" if path.is_dir() else ""))
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError as err:
-        raise TaskError(f"{path}: not a text file of graphs (byte {err.start} is not UTF-8)") from None
-    except OSError as err:
-        raise TaskError(f"{path}: cannot read the data file ({err.strerror})") from None
+    text = read_text(path, "graphs in the authors' text format")
     rows, shape = [], None
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

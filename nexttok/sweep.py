@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from .config import RunConfig
-from .graphs import TaskError, one_line
+from .graphs import TaskError, one_line, read_text
 from .records import read_table, write_table
 from .runs import flat_row, get_run
 from .train import Interrupted
@@ -62,12 +62,7 @@ def load_sweep(spec: str) -> list[RunConfig]:
         path = Path(spec)
         if not path.is_file():
             raise TaskError(f"{spec}: neither a sweep file nor a named grid ({', '.join(NAMED)})")
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError as err:
-            raise TaskError(f"{spec}: not a text file (byte {err.start} is not UTF-8); a sweep is JSON or YAML") from None
-        except OSError as err:
-            raise TaskError(f"{spec}: cannot read the sweep file ({err.strerror})") from None
+        text = read_text(path, "a sweep file (JSON or YAML)")
         try:
             if path.suffix in (".yaml", ".yml"):
                 import yaml  # optional: JSON needs nothing extra

@@ -125,7 +125,7 @@ def test_mixed_shapes_empty_and_missing_files(tmp_path):
 
 def test_files_that_are_not_text_or_not_files_are_errors_naming_them(tmp_path):
     (tmp_path / "blob.txt").write_bytes(bytes(range(256)))
-    with pytest.raises(TaskError, match=r"blob.txt: not a text file of graphs \(byte 128 is not UTF-8\)"):
+    with pytest.raises(TaskError, match=r"blob.txt: not a text file \(byte 128 is not UTF-8\); expected graphs"):
         read_file(tmp_path / "blob.txt")
     with pytest.raises(TaskError, match=r"no such data file \(it is a folder\)"):
         read_file(tmp_path)
