@@ -51,7 +51,18 @@ MAMBA = {"base": {"model": "mamba"},
 INDECIPHERABLE = {"base": {"only_position": 2}, "grid": {"seed": [0, 1, 2, 3, 4]}}
 # the most configs one sweep may list (a grid is the product of its lists' lengths: a typo can make it huge)
 MAX_CONFIGS = 100_000
-NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID, "mamba": MAMBA, "indecipherable": INDECIPHERABLE}
+# Teacherless training of G(2,l) by depth and budget (the teacherless chapter's map), evaluated every 25 steps to
+# see the order in which positions are learned: every cell on seed 0, and seeds 1-2 of the cells expected to learn.
+TEACHERLESS = {"base": {"mode": "teacherless", "steps": 3000, "eval_every": 25},
+               "runs": [{"layers": 2, "lr": 3e-3, "path_len": l, "seed": s} for l, seeds in ((3, (0, 1, 2)), (4, (0,)), (5, (0,)))
+                        for s in seeds]
+                       + [{"layers": 4, "lr": 1e-3, "path_len": l, "seed": 0} for l in (4, 5)]}
+# Every objective on G(2,5) with the book's model (2 layers x 96, rotary), one budget in samples (1200 steps of
+# 256 fresh graphs), three seeds: the remedies chapter's committed runs.
+REMEDIES = {"base": {"steps": 1200},
+            "grid": {"mode": ["forward", "reverse", "teacherless", "dropout", "mtp", "diffusion", "bst"], "seed": [0, 1, 2]}}
+NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID, "mamba": MAMBA, "indecipherable": INDECIPHERABLE,
+         "teacherless": TEACHERLESS, "remedies": REMEDIES}
 
 
 def load_sweep(spec: str) -> list[RunConfig]:
