@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from nexttok.cli import main
 from nexttok.graphs import read_file
 
 
@@ -19,10 +20,10 @@ def test_generate_writes_the_authors_format(tmp_path):
     assert r.returncode == 0, r.stderr
     graphs, task = read_file(out, 15)
     assert len(graphs) == 50 and (task.deg, task.path_len) == (3, 4)
-    again = nexttok("generate", "--deg", 3, "--path-len", 4, "--num-nodes", 15, "-n", 50, "--seed", 1)
-    assert again.stdout == out.read_text()
-    other = nexttok("generate", "--deg", 3, "--path-len", 4, "--num-nodes", 15, "-n", 50, "--seed", 2)
-    assert other.stdout != out.read_text()
+    for seed, same in ((1, True), (2, False)):  # the same seed writes the same graphs (in-process: quicker)
+        assert main(["generate", "--deg", "3", "--path-len", "4", "--num-nodes", "15", "-n", "50", "--seed", str(seed),
+                     "-o", str(tmp_path / f"{seed}.txt")]) == 0
+        assert ((tmp_path / f"{seed}.txt").read_text() == out.read_text()) == same
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -38,10 +39,20 @@ def test_generate_writes_the_authors_format(tmp_path):
     (["train", "--frobnicate"], "unrecognized arguments"),
     (["fly"], "invalid choice"),
 ])
-def test_bad_input_is_a_one_line_error(args, msg):
-    r = nexttok(*args)
-    assert r.returncode == 2
-    assert msg in r.stderr and "Traceback" not in r.stderr and r.stdout == ""
+def test_bad_input_is_a_one_line_error(args, msg, capsys):
+    """In-process (the reliability tests run 250 more such cases); one real process below."""
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as exit_:  # argparse's own errors
+        status = exit_.code
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert msg in err and "Traceback" not in err and out == ""
+
+
+def test_a_real_process_exits_2_on_bad_input():
+    r = nexttok("train", "--num-nodes", 5, "--steps", 1)
+    assert r.returncode == 2 and "too small" in r.stderr and "Traceback" not in r.stderr and r.stdout == ""
 
 
 def test_malformed_data_file_names_the_line(tmp_path):

@@ -100,8 +100,8 @@ def test_training_from_data_files(tmp_path):
 def test_a_tiny_model_learns_the_edge_lookup():
     """A check that the whole loop learns: a tiny forward run fits the look-up "child of the given
     node" at the positions after the first decision, and its loss falls far below chance."""
-    cfg = tiny_config(deg=1, path_len=4, num_nodes=10, dim=48, heads=4, layers=2, steps=400, batch_size=64,
-                      lr=3e-3, warmup=10, eval_every=400, n_test=256)
+    cfg = tiny_config(deg=1, path_len=4, num_nodes=10, dim=48, heads=4, layers=2, steps=250, batch_size=64,
+                      lr=3e-3, warmup=10, eval_every=250, n_test=256)
     _, metrics = train(cfg, progress=False)
     assert min(metrics["tf_token_accuracy"][2:]) > 0.95, metrics
     assert metrics["tf_loss"] < 0.3 * math.log(14), metrics
