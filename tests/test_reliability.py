@@ -1083,26 +1083,3 @@ def test_the_fuzz_table_is_large_and_left_every_folder_as_it_was(world):
     assert not (world["root"] / "payload-ran").exists() and not (world["root"] / "scratch" / "yaml-payload-ran").exists()
     assert not (world["root"] / "runs").exists() and not (world["root"] / "sweeps" / "runs").exists()
 
-
-def test_the_run_cache_waits_for_a_run_another_process_is_training(tmp_path):
-    """Two chapters (or shards) asking the cache for one run: the second waits for the first and takes its result
-    instead of failing or training it twice."""
-    import fcntl
-    import threading
-    import time
-
-    from nexttok.runs import get_run, run_dir
-
-    cfg = tiny_config(steps=4, eval_every=2)
-    folder = run_dir(cfg, tmp_path)
-    folder.mkdir(parents=True)
-    holder = open(folder / ".lock", "a")
-    fcntl.flock(holder, fcntl.LOCK_EX)  # "another process" is training this run
-    result = {}
-    waiter = threading.Thread(target=lambda: result.update(run=get_run(cfg, tmp_path, progress=False)))
-    waiter.start()
-    time.sleep(1.0)
-    assert waiter.is_alive() and not (folder / "metrics.json").exists(), "it waits while the other holds the lock"
-    holder.close()  # the other process is done (here: it died without finishing), so the waiter trains the run
-    waiter.join(timeout=120)
-    assert not waiter.is_alive() and result["run"]["metrics"]["steps"] == 4

@@ -1,0 +1,52 @@
+"""The run cache (nexttok.runs): a run is its config; it is trained once, found again, and shared."""
+import pytest
+
+from nexttok.graphs import TaskError
+from nexttok.runs import get_run, list_runs, load_trained, run_dir
+
+from conftest import tiny_config
+
+
+def test_a_run_is_trained_once_and_found_by_its_config(tmp_path):
+    cfg = tiny_config(steps=4, eval_every=2)
+    first = get_run(cfg, tmp_path, progress=False)
+    folder = run_dir(cfg, tmp_path)
+    assert folder.name == f"forward-{cfg.key()}" and first["dir"] == str(folder)
+    stamp = (folder / "metrics.json").stat().st_mtime_ns
+    again = get_run(cfg, tmp_path, progress=False)  # from the cache: nothing is trained or written
+    assert again["metrics"] == first["metrics"] and (folder / "metrics.json").stat().st_mtime_ns == stamp
+    rows = list_runs(tmp_path)
+    assert len(rows) == 1 and rows[0]["key"] == cfg.key() and rows[0]["gen_accuracy"] == first["metrics"]["gen_accuracy"]
+    trained = load_trained(folder)
+    assert trained.step == 4 and trained.cfg.key() == cfg.key()
+
+
+def test_a_run_without_a_checkpoint_cannot_be_inspected(tmp_path):
+    cfg = tiny_config(steps=2, eval_every=2)
+    folder = run_dir(cfg, tmp_path)
+    get_run(cfg, tmp_path, progress=False)
+    (folder / "checkpoint.pt").unlink()  # as the committed results are kept
+    with pytest.raises(TaskError, match="no checkpoint.pt"):
+        load_trained(folder)
+
+
+def test_the_run_cache_waits_for_a_run_another_process_is_training(tmp_path):
+    """Two chapters (or shards) asking the cache for one run: the second waits for the first and takes its result
+    instead of failing or training it twice."""
+    import fcntl
+    import threading
+    import time
+
+    cfg = tiny_config(steps=4, eval_every=2)
+    folder = run_dir(cfg, tmp_path)
+    folder.mkdir(parents=True)
+    holder = open(folder / ".lock", "a")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # "another process" is training this run
+    result = {}
+    waiter = threading.Thread(target=lambda: result.update(run=get_run(cfg, tmp_path, progress=False)))
+    waiter.start()
+    time.sleep(1.0)
+    assert waiter.is_alive() and not (folder / "metrics.json").exists(), "it waits while the other holds the lock"
+    holder.close()  # the other process is done (here: it died without finishing), so the waiter trains the run
+    waiter.join(timeout=120)
+    assert not waiter.is_alive() and result["run"]["metrics"]["steps"] == 4
