@@ -70,7 +70,7 @@ def test_the_repository_is_named_in_one_place_and_everything_agrees():
     assert config["repository"]["url"] == REPOSITORY
     assert REPOSITORY in (ROOT / "README.md").read_text()
     for nb in NOTEBOOKS:
-        urls = set(re.findall(r"git\+(https?://[^\s\"']+)", (nb).read_text()))
+        urls = set(re.findall(r"git\+(https?://[^\s\"'\\]+)", (nb).read_text()))  # the JSON escapes quotes
         assert urls == {REPOSITORY}, f"{nb.name} installs from {urls}"
 
 

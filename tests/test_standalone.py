@@ -15,13 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """nexttok installed by pip from a git URL into a folder of its own (its dependencies come from this
-    environment), the way the chapters' first cell installs it."""
+    environment), the way the chapters' first cell installs it. (A bare URL: pip 23, which a fresh venv of
+    Python 3.11 has, cannot parse a `name @ git+file://` requirement.)"""
     base = tmp_path_factory.mktemp("standalone")
     clone = base / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     site = base / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
-                        f"nexttok @ git+file://{clone}"], capture_output=True, text=True, timeout=600)
+                        f"git+file://{clone}"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (site / "nexttok" / "results" / "README.md").exists(), "the committed results ship with the package"
     return site

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from nexttok.objectives import OBJECTIVES
+
 from nexttok.graphs import TaskError
 from nexttok.records import read_table
 from nexttok.sweep import load_sweep, parse_shard
@@ -37,8 +39,11 @@ def test_sweep_files_and_named_grids(tmp_path):
     grid = load_sweep("grid")
     assert {(c.deg, c.path_len) for c in grid} == {(d, l) for d in (2, 3, 4) for l in (3, 4, 5, 6)} and len(grid) == 72
     assert {c.resolved().lr for c in grid if c.deg == 2} != {c.resolved().lr for c in grid if c.deg == 4}  # the recipe's
-    mamba = load_sweep("mamba")  # the Mamba chapter's runs: a grid plus runs listed on their own
-    assert {c.model for c in mamba} == {"mamba"} and [c.mode for c in mamba].count("teacherless") == 1 and len(mamba) == 14
+    mamba = load_sweep("mamba")  # the Mamba chapter's committed runs
+    assert {(c.model, c.deg, c.mode) for c in mamba} == {("mamba", 2, "forward"), ("mamba", 2, "reverse")}
+    remedies = load_sweep("remedies")  # every objective on the same seeds, the forward and reverse runs the headline's
+    assert {c.mode for c in remedies} == set(OBJECTIVES) and len(remedies) == 2 * len(OBJECTIVES)
+    assert {c.key() for c in remedies if c.mode in ("forward", "reverse")} <= {c.key() for c in load_sweep("default")}
     alone = load_sweep("indecipherable")  # position 2 alone, on the headline table's seeds
     assert {c.only_position for c in alone} == {2} and [c.seed for c in alone] == [c.seed for c in load_sweep("default")[:5]]
     spec.write_text('{"grid": {"sed": [0]}}')
