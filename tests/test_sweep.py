@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from nexttok.objectives import OBJECTIVES
-
 from nexttok.graphs import TaskError
+from nexttok.objectives import OBJECTIVES
 from nexttok.records import read_table
 from nexttok.sweep import load_sweep, parse_shard
 
