@@ -15,6 +15,7 @@ import torch
 
 from .config import RunConfig
 from .graphs import TaskError
+from .recipe import PAPER_SCALE
 from .records import read_table
 from .runs import load_run, run_dir
 
@@ -37,9 +38,17 @@ def results_path(*parts: str) -> Path:
 
 def from_parameters(namespace: dict, **fixed) -> RunConfig:
     """The run config of a chapter's parameters: every name in `namespace` that is a RunConfig field
-    (None: the recipe's value), then `fixed` on top (e.g. mode="forward")."""
+    (None: the recipe's value); with `scale = "paper"` in the namespace, the paper's model, data and budget
+    (recipe.PAPER_SCALE) replace those fields, so one changed line moves a chapter to the paper's scale; then
+    `fixed` on top (e.g. mode="forward")."""
     names = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{**{k: v for k, v in namespace.items() if k in names}, **fixed})
+    values = {k: v for k, v in namespace.items() if k in names}
+    scale = namespace.get("scale", "cpu")
+    if scale not in ("cpu", "paper"):
+        raise Precondition(f"scale must be \"cpu\" (the recipe's) or \"paper\" (the paper's model and data), not {scale!r}")
+    if scale == "paper":
+        values.update(PAPER_SCALE)
+    return RunConfig(**{**values, **fixed})
 
 
 def is_default(cfg: RunConfig) -> bool:

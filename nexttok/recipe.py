@@ -9,6 +9,12 @@ from __future__ import annotations
 # the fields a recipe sets (the RunConfig fields that default to None for it)
 RECIPE_FIELDS = ("layers", "dim", "heads", "positions", "steps", "batch_size", "lr", "warmup", "mtp_heads", "input_dropout")
 
+# The paper's scale: the authors' GPT (6 layers x 384, 6 heads, learned positions) and data (200,000 training and
+# 20,000 test graphs over 50 labels) at their lr 1e-4 and batch 256, for 20,000 steps (25 epochs; their epoch count
+# is not given). Needs a GPU. A chapter's `scale = "paper"` and the named sweep `paper` both take it from here.
+PAPER_SCALE = {"num_nodes": 50, "layers": 6, "dim": 384, "heads": 6, "positions": "learned", "lr": 1e-4,
+               "batch_size": 256, "n_train": 200_000, "n_test": 20_000, "steps": 20_000, "warmup": 500}
+
 
 def gpt_budget(deg: int) -> dict:
     """The GPT's learning rate and steps by degree, measured on seed 0 of each shape of the grid (first evaluation,

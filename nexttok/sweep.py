@@ -20,15 +20,13 @@ from pathlib import Path
 
 from .config import RunConfig
 from .graphs import TaskError, one_line, read_text
+from .recipe import PAPER_SCALE
 from .records import read_table, write_table
 from .runs import flat_row, get_run
 from .train import Interrupted
 
-# The paper's G(2,5) setting: the authors' model and data; forward, reverse and teacherless. 20,000 steps is
-# 25 epochs of 200,000 graphs at batch 256 (the authors' epoch count is not given); needs a GPU.
-PAPER = {"base": {"deg": 2, "path_len": 5, "num_nodes": 50, "layers": 6, "dim": 384, "heads": 6, "positions": "learned", "batch_size": 256,
-                  "lr": 1e-4, "n_train": 200_000, "n_test": 20_000, "steps": 20_000, "warmup": 500, "eval_every": 1000,
-                  "ckpt_every": 1000},
+# The paper's G(2,5) setting (nexttok.recipe.PAPER_SCALE): forward, reverse and teacherless; needs a GPU.
+PAPER = {"base": {"deg": 2, "path_len": 5, **PAPER_SCALE, "eval_every": 1000, "ckpt_every": 1000},
          "grid": {"mode": ["forward", "reverse", "teacherless"]}}
 # Every sweep below leaves the training settings to the recipe (nexttok.recipe), so each cell gets the
 # recipe's settings for its shape and model.

@@ -51,6 +51,7 @@ def test_book_builds_to_html_without_warnings(tmp_path):
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "book", tmp_path / "book", ignore=shutil.ignore_patterns("runs", "_build"))
+    shutil.copytree(ROOT / "_static", tmp_path / "_static")
     shutil.copytree(ROOT / "nexttok", tmp_path / "nexttok")  # the pages show its code (literalinclude)
     # a virtual environment inside the repository (as `make` makes one) holds .md files that are no pages
     (tmp_path / ".venv" / "lib").mkdir(parents=True)
@@ -63,6 +64,7 @@ def test_book_builds_to_html_without_warnings(tmp_path):
     html = tmp_path / "_build" / "html"
     for name in toc_files():
         assert (html / f"{name}.html").exists(), name
+    assert (html / "_static" / "wrap-code.css").exists(), "code cells wrap instead of scrolling sideways"
 
 
 def test_the_repository_is_named_in_one_place_and_everything_agrees():

@@ -6,6 +6,7 @@ import pytest
 from nexttok.chapter import (Precondition, committed, committed_run, first_step, from_parameters, require_budget,
                              require_fit, results_path)
 from nexttok.config import RunConfig
+from nexttok.recipe import PAPER_SCALE
 
 from conftest import tiny_config
 
@@ -61,3 +62,15 @@ def test_preconditions_name_the_fix():
     with pytest.raises(Precondition, match="minutes on a 2-core CPU"):
         require_budget([RunConfig(layers=6, dim=384, heads=6, steps=20_000, device="cpu")])
     assert require_budget([RunConfig(device="cpu")]) < 5 * 60  # the default run fits easily
+
+
+def test_scale_paper_moves_a_chapter_to_the_papers_model_and_data_in_one_line():
+    cfg = from_parameters({"deg": 2, "path_len": 5, "num_nodes": 20, "seed": 1, "scale": "paper", "other": 3},
+                          mode="reverse").resolved()
+    assert {k: getattr(cfg, k) for k in PAPER_SCALE} == PAPER_SCALE
+    assert (cfg.mode, cfg.seed, cfg.deg) == ("reverse", 1, 2)  # the task, seed and mode stay the chapter's
+    assert from_parameters({"num_nodes": 20, "scale": "cpu"}).num_nodes == 20
+    with pytest.raises(Precondition, match="scale must be"):
+        from_parameters({"scale": "huge"})
+    with pytest.raises(Precondition, match="on a 2-core CPU"):  # on a CPU it is refused before it trains
+        require_budget([dataclasses.replace(cfg, device="cpu")])
