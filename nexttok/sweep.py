@@ -49,11 +49,11 @@ INDECIPHERABLE = {"base": {"only_position": 2}, "grid": {"seed": [0, 1, 2, 3, 4]
 # the most configs one sweep may list (a grid is the product of its lists' lengths: a typo can make it huge)
 MAX_CONFIGS = 100_000
 # Teacherless training of G(2,l), l = 3, 4, 5, at the recipe's model and budget, evaluated every 25 steps to see
-# the order in which positions are learned, on seeds 0-1: the teacherless chapter's committed runs.
-TEACHERLESS = {"base": {"mode": "teacherless", "eval_every": 25}, "grid": {"path_len": [3, 4, 5], "seed": [0, 1]}}
+# the order in which positions are learned, on seeds 0-2: the teacherless chapter's committed runs.
+TEACHERLESS = {"base": {"mode": "teacherless", "eval_every": 25}, "grid": {"path_len": [3, 4, 5], "seed": [0, 1, 2]}}
 # Every objective on G(2,5) with the book's model (2 layers x 96, rotary) at the recipe's budget (600 steps of 256
-# fresh graphs), seeds 0-1: the remedies chapter's committed runs (forward and reverse are the headline's runs).
-REMEDIES = {"grid": {"mode": ["teacherless", "dropout", "mtp", "diffusion", "bst", "forward", "reverse"], "seed": [0, 1]}}
+# fresh graphs), seeds 0-2: the remedies chapter's committed runs (forward and reverse are the headline's runs).
+REMEDIES = {"grid": {"mode": ["teacherless", "dropout", "mtp", "diffusion", "bst", "forward", "reverse"], "seed": [0, 1, 2]}}
 NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID, "mamba": MAMBA, "indecipherable": INDECIPHERABLE,
          "teacherless": TEACHERLESS, "remedies": REMEDIES}
 

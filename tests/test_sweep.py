@@ -41,7 +41,7 @@ def test_sweep_files_and_named_grids(tmp_path):
     mamba = load_sweep("mamba")  # the Mamba chapter's committed runs
     assert {(c.model, c.deg, c.mode) for c in mamba} == {("mamba", 2, "forward"), ("mamba", 2, "reverse")}
     remedies = load_sweep("remedies")  # every objective on the same seeds, the forward and reverse runs the headline's
-    assert {c.mode for c in remedies} == set(OBJECTIVES) and len(remedies) == 2 * len(OBJECTIVES)
+    assert {c.mode for c in remedies} == set(OBJECTIVES) and len(remedies) == 3 * len(OBJECTIVES)
     assert {c.key() for c in remedies if c.mode in ("forward", "reverse")} <= {c.key() for c in load_sweep("default")}
     alone = load_sweep("indecipherable")  # position 2 alone, on the headline table's seeds
     assert {c.only_position for c in alone} == {2} and [c.seed for c in alone] == [c.seed for c in load_sweep("default")[:5]]
