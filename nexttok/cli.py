@@ -19,7 +19,8 @@ from .runs import run_dir
 from .sweep import NAMED as NAMED_SWEEPS, collect, config_name, load_sweep, parse_shard, run_sweep
 from .train import Interrupted, resolve_device, train
 
-GENERATE_CHUNK = 100_000  # graphs drawn and written at a time, so -n is bounded by the disk, not the memory
+GENERATE_CHUNK = 10_000  # graphs drawn and written at a time: -n is bounded by the disk, not the memory, and a
+# write error (a full disk) surfaces within a second
 
 CHOICES = {"mode": MODES, "model": MODELS, "device": DEVICES, "precision": PRECISIONS, "positions": ("rope", "learned")}
 HELP = {
