@@ -15,6 +15,7 @@ import torch
 
 from .config import RunConfig
 from .graphs import TaskError
+from .plots import scale_label
 from .recipe import PAPER_SCALE
 from .records import read_table
 from .runs import load_run, run_dir
@@ -49,6 +50,15 @@ def from_parameters(namespace: dict, **fixed) -> RunConfig:
     if scale == "paper":
         values.update(PAPER_SCALE)
     return RunConfig(**{**values, **fixed})
+
+
+def describe(run: dict) -> str:
+    """What a chapter prints about a run it trained: its scale, its headline metrics and its accuracy by position."""
+    m = run["metrics"]
+    return "\n".join([scale_label(run["config"]),
+                      str({k: m[k] for k in ("gen_accuracy", "first_decision_accuracy", "on_some_arm", "tf_loss", "train_seconds")}),
+                      f"teacher-forced accuracy by position: {[round(x, 3) for x in m['tf_token_accuracy']]}",
+                      f"generated accuracy by position:      {[round(x, 3) for x in m['gen_token_accuracy']]}"])
 
 
 def is_default(cfg: RunConfig) -> bool:

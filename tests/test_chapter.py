@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from nexttok.chapter import (Precondition, committed, committed_run, first_step, from_parameters, require_budget,
-                             require_fit, results_path)
+from nexttok.chapter import (Precondition, committed, committed_run, describe, first_step, from_parameters,
+                             require_budget, require_fit, results_path)
 from nexttok.config import RunConfig
 from nexttok.recipe import PAPER_SCALE
 
@@ -74,3 +74,11 @@ def test_scale_paper_moves_a_chapter_to_the_papers_model_and_data_in_one_line():
         from_parameters({"scale": "huge"})
     with pytest.raises(Precondition, match="on a 2-core CPU"):  # on a CPU it is refused before it trains
         require_budget([dataclasses.replace(cfg, device="cpu")])
+
+
+def test_describe_names_the_scale_and_the_metrics_of_a_run():
+    metrics = {"gen_accuracy": 0.5, "first_decision_accuracy": 0.5, "on_some_arm": 1.0, "tf_loss": 0.1,
+               "train_seconds": 3.0, "tf_token_accuracy": [1.0, 0.5, 1.0], "gen_token_accuracy": [1.0, 0.5, 0.5]}
+    text = describe({"config": RunConfig(path_len=3).resolved().to_dict(), "metrics": metrics})
+    assert text.splitlines()[0].startswith("G(2,3), N=20; gpt 2x96")
+    assert "'gen_accuracy': 0.5" in text and "by position: [1.0, 0.5, 1.0]" in text
