@@ -40,7 +40,7 @@ DEFAULT = {"grid": {"mode": ["forward", "reverse"], "seed": [0, 1, 2, 3, 4]},
 GRID = {"runs": [{"deg": d, "path_len": l, "num_nodes": 20 if 1 + d * (l - 1) <= 20 else 25, "mode": m, "seed": s}
                  for d in (2, 3, 4) for l in (3, 4, 5, 6) for m in ("forward", "reverse") for s in (0, 1, 2)]}
 # Mamba at degree 2, forward and reverse, seed 0: the Mamba chapter's committed runs. On 2 CPU cores a Mamba step
-# costs several GPT steps (about 25 minutes a run), so more seeds, degree 3 and a teacherless run are the
+# costs several GPT steps (about 20 minutes a run), so more seeds, degree 3 and a teacherless run are the
 # chapter's parameters (recompute=True), not committed.
 MAMBA = {"base": {"model": "mamba", "deg": 2}, "grid": {"mode": ["reverse", "forward"], "seed": [0]}}
 # Position 2 trained alone (only_position=2), on the seeds of the headline table: the indecipherable chapter
