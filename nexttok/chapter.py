@@ -32,9 +32,12 @@ class Precondition(AssertionError):
     says what is missing and how to fix it, and blames no claim."""
 
 
-def results_path(*parts: str) -> Path:
-    """A committed result file or folder that ships with the package."""
-    return RESULTS.joinpath(*parts)
+def results_path(*parts: str, root: str | Path | None = None) -> Path:
+    """A committed result file or folder that ships with the package; or, with `root`, the same name in a folder
+    laid out like it (a reader's own sweep results)."""
+    if root and not Path(root).is_dir():
+        raise Precondition(f"results = {str(root)!r} is not a folder: give one laid out like nexttok/results, or None")
+    return (Path(root) if root else RESULTS).joinpath(*parts)
 
 
 def from_parameters(namespace: dict, **fixed) -> RunConfig:

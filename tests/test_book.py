@@ -40,8 +40,7 @@ def test_notebook_is_stored_clean_and_parameterised(path):
     assert f"git+{REPOSITORY}" in code[0].source and "find_spec(\"nexttok\")" in code[0].source, \
         "the first code cell installs nexttok from the repository when it is missing"
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    trains = any("get_run(" in c.source or "run_sweep(" in c.source for c in code)
-    assert len(params) == (1 if trains else len(params)) <= 1, "a chapter that trains has one papermill parameters cell"
+    assert len(params) == 1, "every chapter has one papermill parameters cell"
     assert any(re.search(r"^\s*assert ", c.source, re.M) for c in code), "the chapter asserts its claims"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
 

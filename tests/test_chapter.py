@@ -82,3 +82,11 @@ def test_describe_names_the_scale_and_the_metrics_of_a_run():
     text = describe({"config": RunConfig(path_len=3).resolved().to_dict(), "metrics": metrics})
     assert text.splitlines()[0].startswith("G(2,3), N=20; gpt 2x96")
     assert "'gen_accuracy': 0.5" in text and "by position: [1.0, 0.5, 1.0]" in text
+
+
+def test_results_path_reads_a_folder_laid_out_like_the_committed_results(tmp_path):
+    assert results_path("grid.csv") == results_path() / "grid.csv"
+    assert results_path("grid.csv", root=tmp_path) == tmp_path / "grid.csv"
+    assert results_path("mamba", root=None) == results_path("mamba")
+    with pytest.raises(Precondition, match="is not a folder"):
+        results_path("grid.csv", root=tmp_path / "missing")
