@@ -103,3 +103,21 @@ def test_last_block_on_the_graded_positions_only_changes_nothing():
     (full, full_grads), (trimmed, trimmed_grads) = grads
     assert torch.allclose(full, trimmed, atol=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full_grads, trimmed_grads))
+
+
+def test_rotary_positions_turn_each_pair_of_dims_by_its_angle():
+    """rotate (the minus sign folded into the table) is the textbook rotation, float for float, and it is relative:
+    a query and a key shifted together by the same positions keep their dot product."""
+    from nexttok.models.gpt import rotary_table, rotate
+
+    cfg = GPTConfig(20, 16, n_layer=1, n_head=2, n_embd=16)
+    table = rotary_table(cfg)
+    t = torch.randn(3, 2, 16, 8)
+    hd = 8
+    angles = torch.outer(torch.arange(16.0), 1.0 / (10000 ** (torch.arange(0, hd, 2).float() / hd)))
+    x1, x2 = t[..., :4], t[..., 4:]
+    textbook = torch.cat([x1 * angles.cos() - x2 * angles.sin(), x2 * angles.cos() + x1 * angles.sin()], -1)
+    assert torch.equal(rotate(t, table), textbook)
+    q, k = torch.randn(2, hd), torch.randn(2, hd)
+    at = lambda v, i: rotate(v.view(1, 1, 1, hd), table[:, i : i + 1]).flatten()  # noqa: E731
+    assert torch.allclose(at(q[0], 3) @ at(k[0], 1), at(q[0], 10) @ at(k[0], 8), atol=1e-5)

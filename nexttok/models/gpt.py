@@ -41,21 +41,23 @@ class GPTConfig:
 
 
 def rotary_table(cfg: GPTConfig) -> torch.Tensor:
-    """(2, block_size, head_dim): cos and sin of every position's angles, for each half of a head's dims."""
+    """(2, block_size, head_dim): cos of every position's angles, for each half of a head's dims, and their sin
+    with the first half's sign flipped (the rotation's minus sign, folded into the table: see rotate)."""
     hd = cfg.n_embd // cfg.n_head
     inv_freq = 1.0 / (10000 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
     angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
-    return torch.stack([angles.cos(), angles.sin()])
+    return torch.stack([torch.cat([angles.cos(), angles.cos()], -1), torch.cat([-angles.sin(), angles.sin()], -1)])
 
 
 def rotate(t: torch.Tensor, rotary: torch.Tensor | None) -> torch.Tensor:
-    """t (B, H, T, hd) rotated to its positions; rotary (2, T, hd) is the table's rows for those positions."""
+    """t (B, H, T, hd) rotated to its positions; rotary (2, T, hd) is the table's rows for those positions.
+    Each pair (x1, x2) of dims i and i + hd/2 turns by its angle a: (x1 cos a - x2 sin a, x2 cos a + x1 sin a).
+    The table holds -sin a for the first half, so the halves are only swapped here: no negation to run
+    forward and backward at every step (the products are the same floats: -(x sin a) = x (-sin a))."""
     if rotary is None:
         return t
-    half = t.shape[-1] // 2
-    turned = torch.cat([-t[..., half:], t[..., :half]], dim=-1)
-    return t * rotary[0] + turned * rotary[1]
+    swapped = t.roll(t.shape[-1] // 2, dims=-1)  # (x2, x1); its gradient is one roll back, not two zero-filled slices
+    return t * rotary[0] + swapped * rotary[1]
 
 
 class KVCache:
