@@ -117,6 +117,20 @@ def require_fit(run: dict, positions, level: float = 0.95) -> None:
             "raise steps (or set lr), or see the recipe")
 
 
+def assert_first_decision(accuracy: float, deg: int, path_len: int, what: str) -> None:
+    """The forward chapters' claim about the arm choice (target position 2), which depends on the path length.
+    From l = 4 on it sits at chance, 1/d within 0.15: the arm choice is l - 2 >= 2 parent look-ups back from the
+    goal, and teacher forcing does not find them. At l = 3 it is the goal's own parent, a single look-up from
+    the query, and teacher forcing learns most of it (the grid chapter's committed degree-2 runs: 0.82-0.86 on
+    seeds 0-2): at least 1/d + 0.15."""
+    chance = 1 / deg
+    if path_len >= 4:
+        assert abs(accuracy - chance) <= 0.15, f"{what} is at chance, 1/d = {chance:.2f} (got {accuracy:.3f})"
+    else:
+        assert accuracy >= chance + 0.15, (f"at l = 3 the arm choice is one look-up from the goal: {what} rises "
+                                           f"above chance, 1/d = {chance:.2f} (got {accuracy:.3f})")
+
+
 def cpu_seconds(cfg: RunConfig) -> float:
     """A rough CPU cost of training cfg on this book's 2-core machine (its own measurement, not a promise)."""
     c = cfg.resolved()

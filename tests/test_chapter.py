@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from nexttok.chapter import (Precondition, committed, committed_run, describe, first_step, from_parameters,
+from nexttok.chapter import (Precondition, assert_first_decision, committed, committed_run, describe, first_step, from_parameters,
                              require_budget, require_fit, results_path)
 from nexttok.config import RunConfig
 from nexttok.recipe import PAPER_SCALE
@@ -90,3 +90,16 @@ def test_results_path_reads_a_folder_laid_out_like_the_committed_results(tmp_pat
     assert results_path("mamba", root=None) == results_path("mamba")
     with pytest.raises(Precondition, match="is not a folder"):
         results_path("grid.csv", root=tmp_path / "missing")
+
+
+def test_the_first_decision_claim_follows_the_path_length():
+    # from l = 4 on: at 1/d within 0.15, on either side
+    assert_first_decision(0.5, 2, 5, "x")
+    assert_first_decision(0.40, 3, 4, "x")
+    for acc in (0.66, 0.30):
+        with pytest.raises(AssertionError, match="x is at chance, 1/d = 0.50"):
+            assert_first_decision(acc, 2, 4, "x")
+    # at l = 3 (one look-up from the goal): at least 1/d + 0.15
+    assert_first_decision(0.84, 2, 3, "x")
+    with pytest.raises(AssertionError, match="one look-up from the goal: x rises above chance"):
+        assert_first_decision(0.60, 2, 3, "x")
