@@ -12,8 +12,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-## the book: execute every chapter at its default parameters (cached), then HTML with warnings as errors
+## the book: execute every chapter at its default parameters into jupyter-book's cache, one chapter per core
+## (scripts/execute_book.py), then HTML with warnings as errors
 book: $(VENV)/.installed
+	$(BIN)/python scripts/execute_book.py
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 ## the built pages in headless Chromium (installs Debian's chromium when missing): every image loads,
@@ -39,9 +41,10 @@ degree3: $(VENV)/.installed
 paper-scale: $(VENV)/.installed
 	PATH=$(abspath $(BIN)):$$PATH bash scripts/paper_scale.sh paper_scale
 
-## the tests: unit, CLI, end-to-end, and every chapter executed and checked by nbval
+## the tests: unit, CLI, end-to-end, and every chapter executed and checked by nbval; one pytest-xdist worker
+## per core, each file (a chapter's cells) on one worker, the chapters first (they take longest)
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env tests book
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --nbval-lax --nbval-current-env book tests
 
 ## the headline at the default CPU scale: forward fails (about 1/d), reverse learns (about 100%)
 reproduce: $(VENV)/.installed

@@ -7,6 +7,16 @@ import os
 # the kernels that nbval starts inherit this (a reader's Jupyter and `make book` keep tqdm's default).
 os.environ.setdefault("TQDM_MININTERVAL", "30")
 
+# Under pytest-xdist (`make test` runs one worker per core) each worker, and every kernel it starts, gets its
+# share of the cores: torch's default of one thread per core in every worker would oversubscribe them. The
+# models here are small enough that one thread per run costs little, and the committed sweeps ran that way.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    import torch
+
+    torch.set_num_threads(_threads)
+
 
 def pytest_collection_modifyitems(items):
     # nbval also waits only 5 s (hard-coded) for those messages once a cell has run; allow a busy machine more.
