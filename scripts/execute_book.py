@@ -3,11 +3,11 @@
 
     python scripts/execute_book.py [--jobs N] [--root .] [--cache ROOT/_build/.jupyter_cache]
 
-`jupyter-book build` (execute_notebooks: cache) runs the chapters one after another, each on every core. The
-models here are small enough that a run uses one core nearly as well as two, so running the chapters side by
-side, one core each, is faster; `make book` calls this first and the build then takes every chapter from the
-cache. The chapters share their runs through the run cache, which lets one chapter wait for a run another is
-training. A chapter that fails is named with the end of its traceback, and the exit status is 1.
+`jupyter-book build` (execute_notebooks: cache) runs the chapters one after another, each on every core; this
+runs them side by side, one core (one torch thread) each. `make book` calls it first, and the build then takes
+every chapter from the cache. The chapters share their runs through the run cache, which lets one chapter wait
+for a run another is training. jupyter-cache logs a failing chapter's traceback; the script names the chapter
+and exits with status 1.
 """
 from __future__ import annotations
 
