@@ -118,6 +118,6 @@ def test_rotary_positions_turn_each_pair_of_dims_by_its_angle():
     x1, x2 = t[..., :4], t[..., 4:]
     textbook = torch.cat([x1 * angles.cos() - x2 * angles.sin(), x2 * angles.cos() + x1 * angles.sin()], -1)
     assert torch.equal(rotate(t, table), textbook)
-    q, k = torch.randn(2, hd), torch.randn(2, hd)
+    q, k = torch.randn(hd), torch.randn(hd)
     at = lambda v, i: rotate(v.view(1, 1, 1, hd), table[:, i : i + 1]).flatten()  # noqa: E731
-    assert torch.allclose(at(q[0], 3) @ at(k[0], 1), at(q[0], 10) @ at(k[0], 8), atol=1e-5)
+    assert torch.allclose(at(q, 3) @ at(k, 1), at(q, 10) @ at(k, 8), atol=1e-5)
