@@ -26,7 +26,9 @@ def gpt_budget(deg: int) -> dict:
     - degree 4, lr 1e-3: reverse G(4,4) took 400 steps and forward G(4,6) 600, but reverse G(4,6) was at 0.92 and
       forward G(4,4) had not fit the cheat after a 2000-step schedule: 3000 steps. That is not enough either:
       forward G(4,4) had not fit it after 3000 (position 3 at 0.17, seed 0; reverse at 1.00), so degree 4's rule
-      is not found yet, and a chapter at G(4,4) stops on its precondition (under-trained: raise steps)."""
+      is not found yet, and a chapter at G(4,4) stops on its precondition (under-trained: raise steps). At lr 2e-3
+      forward G(4,4) fit position 3 between steps 1250 and 1500 (generation 0.26, at 1/d), at 3e-3 not in 3000
+      (seed 0, checked every 250 steps): 2e-3 is the candidate, not yet measured on reverse, G(4,6) or more seeds."""
     if deg <= 2:
         return {"lr": 3e-3, "steps": 600}
     return {"lr": 1e-3, "steps": 1200 if deg == 3 else 3000}
