@@ -93,6 +93,12 @@ def committed_run(cfg: RunConfig, folder: str) -> dict:
     return load_run(path)
 
 
+def cell_label(deg: int, path_len: int, layers: int, dim: int, lr: float, steps: int) -> str:
+    """The name of a cell of runs that differ only in their seed (shape, model, learning rate and budget), as the
+    teacherless chapter and the paper's claims table group them."""
+    return f"G({deg},{path_len}), {layers}x{dim}, lr {lr:g}, {steps} steps"
+
+
 def first_step(history: list[dict], key: str | list[str], level: float) -> int | None:
     """The step of the first evaluation in a run's history at which `key` (or every key of a list) reached
     `level`; None if never."""

@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from nexttok.chapter import (Precondition, assert_first_decision, committed, committed_run, describe, first_step, from_parameters,
+from nexttok.chapter import (Precondition, assert_first_decision, cell_label, committed, committed_run, describe, first_step, from_parameters,
                              require_budget, require_fit, results_path)
 from nexttok.config import RunConfig
 from nexttok.recipe import PAPER_SCALE
@@ -103,3 +103,8 @@ def test_the_first_decision_claim_follows_the_path_length():
     assert_first_decision(0.84, 2, 3, "x")
     with pytest.raises(AssertionError, match="one look-up from the goal: x rises above chance"):
         assert_first_decision(0.60, 2, 3, "x")
+
+
+def test_cell_label_names_shape_model_lr_and_budget_not_the_seed():
+    assert cell_label(2, 4, 6, 96, 1e-3, 3000) == "G(2,4), 6x96, lr 0.001, 3000 steps"
+    assert cell_label(2, 4, 2, 192, 3e-3, 3000) != cell_label(2, 4, 2, 96, 3e-3, 3000)
