@@ -27,9 +27,10 @@ def gpt_budget(deg: int) -> dict:
       25 for G(4,6)). At lr 2e-3 reverse G(4,4) reached 0.95 by step 500 and reverse G(4,6) by 1500 (seed 0); forward
       fit the cheat (positions 3..l at 0.95, generation at 1/d) on G(4,4) seeds 0 and 1 (steps 1250-1500 and 1000)
       and G(4,5) seed 0 (1500), but not on G(4,4) seed 2 or G(4,6) seed 0 in 3000 steps. At lr 1e-3 forward G(4,4)
-      seed 0 had not fit it after 3000 steps (forward G(4,6) had, by step 600 of a 2000-step schedule; reverse G(4,6)
-      was at 0.92 after it); at 3e-3 forward G(4,4) seed 0 had not either. Where the cheat is not fit, a forward
-      chapter stops on its precondition (under-trained: raise steps, or set lr)."""
+      seed 0 had not fit it after 3000 steps; G(4,5) seed 0 had, by step 2000 (G(4,6) by step 600 of a 2000-step
+      schedule, after which reverse G(4,6) was at 0.92); at 3e-3 forward G(4,4) seed 0 had not
+      either. Where the cheat is not fit, a forward chapter stops on its precondition (under-trained: raise steps,
+      or set lr)."""
     if deg <= 2:
         return {"lr": 3e-3, "steps": 600}
     if deg == 3:
