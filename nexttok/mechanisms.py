@@ -44,27 +44,33 @@ def edge_attention(model, graphs: Graphs, vocab: Vocab) -> dict[str, torch.Tenso
 
 
 def edge_mass(weights: list[torch.Tensor], graphs: Graphs) -> dict[str, torch.Tensor]:
-    """From each layer's attention weights (n, heads, T, T) on the forward view of `graphs`: per layer and head,
-    the mean attention weight that the input position holding the previous node v puts on the edge that
-    *starts* at v (`outgoing`: the cheat's look-up) and on the edge that *ends* at v (`incoming`, for
-    comparison), over target positions 3..l; and what any three prefix tokens would get under uniform attention
-    over the positions the query can see (`uniform`). An edge is its three tokens `u v |`: its two nodes and
-    the separator after it (`/` after the last edge), where an earlier layer can have gathered the pair."""
+    """From each layer's attention weights (n, heads, T, T) on the forward view of `graphs`: per layer, head and
+    offset o, the mean attention weight that the input position holding the previous node v puts on the prefix
+    token at o from the start of the edge that *starts* at v (`outgoing`: the cheat's look-up) and of the edge
+    that *ends* at v (`incoming`, for comparison), over target positions 3..l; `offsets` lists o, and `uniform`
+    is what one token gets under uniform attention over the positions the query can see. An edge is three
+    tokens `u v |`, offsets 0, 1, 2: its two nodes and the separator after it (`/` after the last edge), where an
+    earlier layer can have gathered the pair. Offsets are relative because an earlier layer can as well have
+    copied the pair to a token a fixed distance away, and a look-up by content then reads it there (the forward
+    runs of G(3,6), seeds 0 and 1 of the committed grid, read six tokens on from the edge's start)."""
     P, l = prefix_len(graphs.edges.shape[1]), graphs.path.shape[1]
+    offsets = torch.arange(-(P - 1), P)
     out = {"outgoing": [], "incoming": []}
     for layer in weights:
         mass = {"outgoing": 0.0, "incoming": 0.0}
         for i in range(3, l + 1):  # target position i is predicted at input position P + i - 2, which holds path[i-2]
             query, v = P + i - 2, graphs.path[:, i - 2, None]
-            from_v = layer[:, :, query]  # (n, heads, keys)
-            at = lambda key: from_v.gather(2, key[:, None, None].expand(-1, from_v.shape[1], 1)).squeeze(2)  # noqa: E731
+            from_v = layer[:, :, query, :P]  # (n, heads, prefix keys)
             for name, end in (("outgoing", 0), ("incoming", 1)):
-                edge = (graphs.edges[:, :, end] == v).float().argmax(1)  # the edge v -> child (or parent -> v)
-                mass[name] = mass[name] + (at(3 * edge) + at(3 * edge + 1) + at(3 * edge + 2)).mean(0) / (l - 2)
+                start = 3 * (graphs.edges[:, :, end] == v).float().argmax(1)  # the edge v -> child (or parent -> v)
+                keys = start[:, None] + offsets[None, :]  # (n, offsets); outside the prefix weighs nothing
+                inside = (keys >= 0) & (keys < P)
+                at = from_v.gather(2, keys.clamp(0, P - 1)[:, None, :].expand(-1, from_v.shape[1], -1))
+                mass[name] = mass[name] + (at * inside[:, None, :]).mean(0) / (l - 2)
         for name in out:
             out[name].append(mass[name])
     visible = torch.tensor([P + i - 1 for i in range(3, l + 1)], dtype=torch.float)
-    return {**{k: torch.stack(v) for k, v in out.items()}, "uniform": (3 / visible).mean()}
+    return {**{k: torch.stack(v) for k, v in out.items()}, "offsets": offsets, "uniform": (1 / visible).mean()}
 
 
 @torch.no_grad()
