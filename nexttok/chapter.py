@@ -16,7 +16,7 @@ import torch
 from .config import RunConfig
 from .graphs import TaskError
 from .plots import scale_label
-from .recipe import PAPER_SCALE
+from .recipe import PAPER_SCALE, known_short
 from .records import read_table
 from .runs import load_run, run_dir
 
@@ -146,8 +146,12 @@ def cpu_seconds(cfg: RunConfig) -> float:
 
 
 def require_budget(configs: list[RunConfig]) -> float:
-    """Refuse, before anything trains, a set of runs a CPU chapter should not spend its time on (on a GPU any
-    budget goes). Returns the estimated seconds on the CPU."""
+    """Refuse, before anything trains, a run the recipe is measured not to train far enough (`recipe.known_short`)
+    and a set of runs a CPU chapter should not spend its time on (on a GPU any budget goes). Returns the estimated
+    seconds on the CPU."""
+    for cfg in configs:
+        short = known_short(cfg)
+        require(short is None, str(short), "set steps to try a longer run, or run the chapter at a lower degree")
     seconds = sum(cpu_seconds(c) for c in configs)
     on_cpu = any(c.device == "cpu" or (c.device == "auto" and not torch.cuda.is_available()) for c in configs)
     if on_cpu:

@@ -62,6 +62,12 @@ def test_preconditions_name_the_fix():
     with pytest.raises(Precondition, match="minutes on a 2-core CPU"):
         require_budget([RunConfig(layers=6, dim=384, heads=6, steps=20_000, device="cpu")])
     assert require_budget([RunConfig(device="cpu")]) < 5 * 60  # the default run fits easily
+    # a run the recipe is measured not to train far enough is refused before it trains, unless steps are set
+    alone = RunConfig(deg=4, path_len=5, only_position=2)
+    with pytest.raises(Precondition, match=r"degree 4 a run on position 2 alone is not learned.*set steps"):
+        require_budget([RunConfig(deg=4, path_len=5), alone])
+    require_budget([dataclasses.replace(alone, steps=100)])
+    require_budget([dataclasses.replace(alone, deg=3)])
 
 
 def test_scale_paper_moves_a_chapter_to_the_papers_model_and_data_in_one_line():
