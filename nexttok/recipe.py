@@ -25,7 +25,11 @@ def gpt_budget(deg: int) -> dict:
       at lr 1e-3 reverse took 300-450 steps and forward 200-400 (l = 3, 5; N = 20 and 50): 1200 steps. Over the
       whole grid (l = 3..6, seeds 0-2, results/grid.csv) that budget is short on 4 of 24 runs: forward G(3,4) seeds
       0 and 2 and G(3,5) seed 2 had not fit the cheat (positions 3..l at 0.10-0.40, flat from step 500 on G(3,4)
-      seed 0), and reverse G(3,6) seed 0 was at 0.935, still rising (0.82 at step 650).
+      seed 0), and reverse G(3,6) seed 0 was at 0.935, still rising (0.82 at step 650). More steps at 1e-3 do not
+      fix the plateau (forward G(3,4) seed 0: position 3 at 0.33 after 3000 steps); lr 2e-3 does: forward G(3,4)
+      seeds 0 and 2 fit by steps 1000 and 1250 of 3000, G(3,5) seed 2 by step 500 of 1200, reverse G(3,3) seed 0
+      learned by step 500 of 1200 and reverse G(3,6) seed 0 by step 1000 of 3000. Not yet the rule: it changes
+      degree 3's run key, so the grid's degree 3 is to be re-run with it on every seed first.
     - degree 4: no lr found fits every shape; 2e-3 fits the most, 3000 steps (checked every 250 steps, N = 20,
       25 for G(4,6)). At lr 2e-3 reverse G(4,4) reached 0.95 by step 500 and reverse G(4,6) by 1500 (seed 0); forward
       fit the cheat (positions 3..l at 0.95, generation at 1/d) on G(4,4) seeds 0 and 1 (steps 1250-1500 and 1000)
