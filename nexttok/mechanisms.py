@@ -55,22 +55,19 @@ def edge_mass(weights: list[torch.Tensor], graphs: Graphs) -> dict[str, torch.Te
     runs of G(3,6), seeds 0 and 1 of the committed grid, read six tokens on from the edge's start)."""
     P, l = prefix_len(graphs.edges.shape[1]), graphs.path.shape[1]
     offsets = torch.arange(-(P - 1), P)
-    out = {"outgoing": [], "incoming": []}
-    for layer in weights:
-        mass = {"outgoing": 0.0, "incoming": 0.0}
-        for i in range(3, l + 1):  # target position i is predicted at input position P + i - 2, which holds path[i-2]
-            query, v = P + i - 2, graphs.path[:, i - 2, None]
-            from_v = layer[:, :, query, :P]  # (n, heads, prefix keys)
-            for name, end in (("outgoing", 0), ("incoming", 1)):
-                start = 3 * (graphs.edges[:, :, end] == v).float().argmax(1)  # the edge v -> child (or parent -> v)
-                keys = start[:, None] + offsets[None, :]  # (n, offsets); outside the prefix weighs nothing
-                inside = (keys >= 0) & (keys < P)
-                at = from_v.gather(2, keys.clamp(0, P - 1)[:, None, :].expand(-1, from_v.shape[1], -1))
-                mass[name] = mass[name] + (at * inside[:, None, :]).mean(0) / (l - 2)
-        for name in out:
-            out[name].append(mass[name])
+    out = {"outgoing": 0.0, "incoming": 0.0}
+    for i in range(3, l + 1):  # target position i is predicted at input position P + i - 2, which holds path[i-2]
+        query, v = P + i - 2, graphs.path[:, i - 2, None]
+        for name, end in (("outgoing", 0), ("incoming", 1)):
+            start = 3 * (graphs.edges[:, :, end] == v).float().argmax(1)  # the edge v -> child (or parent -> v)
+            keys = start[:, None] + offsets[None, :]  # (n, offsets); outside the prefix weighs nothing
+            inside, index = ((keys >= 0) & (keys < P))[:, None, :], keys.clamp(0, P - 1)[:, None, :]
+            # the same keys in every layer: (layers, heads, offsets)
+            mass = torch.stack([(layer[:, :, query, :P].gather(2, index.expand(-1, layer.shape[1], -1)) * inside)
+                                .mean(0) for layer in weights])
+            out[name] = out[name] + mass / (l - 2)
     visible = torch.tensor([P + i - 1 for i in range(3, l + 1)], dtype=torch.float)
-    return {**{k: torch.stack(v) for k, v in out.items()}, "offsets": offsets, "uniform": (1 / visible).mean()}
+    return {**out, "offsets": offsets, "uniform": (1 / visible).mean()}
 
 
 @torch.no_grad()
