@@ -38,7 +38,7 @@ def gpt_budget(deg: int) -> dict:
       Forward G(3,3) seed 2 stays at chance at both (0.35, 0.33). Width does more than the lr: at 2 layers x 192
       (lr 1e-3, 1200 steps, evaluated every 100; single runs, not yet the grid) forward G(3,3) seed 2 learns the
       arm choice on 0.82 of graphs, forward G(3,4) seed 0 and G(3,5) seed 2 fit the cheat by step 400, and reverse
-      G(3,6) seed 0 is at 0.99 from step 200; forward G(3,4) seed 2 does not (position 3 at 0.18-0.22 from step
+      G(3,6) seed 0 is at 0.99 from step 200; forward G(3,4) seed 2 does not (position 3 at 0.18-0.23 from step
       400 on). A step costs about 1.5x. Width 192 is the next degree-3 rule to measure over the grid.
     - degree 4: no lr found fits every shape; 2e-3 fits the most, 3000 steps (checked every 250 steps, N = 20,
       25 for G(4,6)). At lr 2e-3 reverse G(4,4) reached 0.95 by step 500 and reverse G(4,6) by 1500 (seed 0); forward
