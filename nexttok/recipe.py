@@ -35,11 +35,14 @@ def gpt_budget(deg: int) -> dict:
       learned: reverse G(3,3) seed 2 (0.33, on the arm choice's plateau from step 350 to 3000), forward G(3,4)
       seed 1 (position 3 at 0.80) and G(3,5) seed 1 (0.01). At either lr some seed of a cell sits on a plateau,
       and which one moves with the lr: the lr does not fix degree 3, and 1200 steps at 1e-3 cost 2.5x less.
-      Forward G(3,3) seed 2 stays at chance at both (0.35, 0.33). Width does more than the lr: at 2 layers x 192
-      (lr 1e-3, 1200 steps, evaluated every 100; single runs, not yet the grid) forward G(3,3) seed 2 learns the
+      Forward G(3,3) seed 2 stays at chance at both (0.35, 0.33). Width does more than the lr, but not everywhere:
+      at 2 layers x 192 (lr 1e-3, 1200 steps, evaluated every 100; single runs) forward G(3,3) seed 2 learns the
       arm choice on 0.82 of graphs, forward G(3,4) seed 0 and G(3,5) seed 2 fit the cheat by step 400, and reverse
       G(3,6) seed 0 is at 0.99 from step 200; forward G(3,4) seed 2 does not (position 3 at 0.18-0.23 from step
-      400 on). A step costs about 1.5x. Width 192 is the next degree-3 rule to measure over the grid.
+      400 on). Over the grid's l = 3 (seeds 0-2, a sweep file of the grid's degree-3 configs with dim 192, at
+      commit 02e8876) forward reaches 0.92, 0.93 and 0.82, but reverse, which the 96-wide model learns on every
+      seed, stops at 0.67, 0.82 and 0.73: at l = 3 both directions need the same look-up (the goal's parent), and
+      at width 192 neither finishes it in 1200 steps. A step costs about 1.5x.
     - degree 4: no lr found fits every shape; 2e-3 fits the most, 3000 steps (checked every 250 steps, N = 20,
       25 for G(4,6)). At lr 2e-3 reverse G(4,4) reached 0.95 by step 500 and reverse G(4,6) by 1500 (seed 0); forward
       fit the cheat (positions 3..l at 0.95, generation at 1/d) on G(4,4) seeds 0 and 1 (steps 1250-1500 and 1000)
