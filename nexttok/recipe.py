@@ -26,7 +26,7 @@ def gpt_budget(deg: int) -> dict:
       whole grid (l = 3..6, seeds 0-2, results/grid.csv) that budget is short on 4 of 24 runs: forward G(3,4) seeds
       0 and 2 and G(3,5) seed 2 had not fit the cheat (positions 3..l at 0.10-0.40, flat from step 500 on G(3,4)
       seed 0), and reverse G(3,6) seed 0 was at 0.935, still rising (0.82 at step 650). More steps at 1e-3 do not
-      fix the plateau (forward G(3,4) seed 0: position 3 at 0.33 after 3000 steps); lr 2e-3 does: forward G(3,4)
+      fix the plateau (forward G(3,4) seed 0: position 3 at 0.33 after 3000 steps); lr 2e-3 fixes them: forward G(3,4)
       seeds 0 and 2 fit by steps 1000 and 1250 of 3000, G(3,5) seed 2 by step 500 of 1200, reverse G(3,3) seed 0
       learned by step 500 of 1200 and reverse G(3,6) seed 0 by step 1000 of 3000. But over the grid lr 2e-3 for
       3000 steps is no better: on its first 16 runs (l = 3 and 4 on seeds 0-2, l = 5 forward on seeds 0-2 and
