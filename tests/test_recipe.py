@@ -31,8 +31,7 @@ def test_objective_settings_exist_only_for_their_objective():
     assert set(recipe(RunConfig())) <= set(RECIPE_FIELDS)
 
 
-
-def test_degree_3_at_path_length_6_gets_twice_the_steps_and_a_set_value_wins():
-    assert RunConfig(deg=3, path_len=6).resolved().steps == 2 * RunConfig(deg=3, path_len=5).resolved().steps
-    assert RunConfig(deg=3, path_len=6, steps=1200).resolved().steps == 1200
-    assert RunConfig(deg=2, path_len=6).resolved().steps == RunConfig(deg=2, path_len=5).resolved().steps
+def test_degree_3_takes_heads_of_32_and_a_set_value_wins():
+    assert RunConfig(deg=3).resolved().heads == 3 and RunConfig(deg=2).resolved().heads == 6
+    assert RunConfig(deg=3, heads=6).resolved().heads == 6
+    assert RunConfig(deg=3, model="mamba").resolved().heads is None
