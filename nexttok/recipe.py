@@ -23,21 +23,26 @@ def gpt_budget(deg: int) -> dict:
       At lr 2e-3 reverse took 175-200 steps, at 4e-3 150-175 (seeds 0-4, l = 5): 3e-3 is the fastest.
     - degree 3: at lr 3e-3 reverse G(3,3) never left 1/3 in 1500 steps and forward G(3,4) had not fit the cheat;
       at lr 1e-3 reverse took 300-450 steps and forward 200-400 (l = 3, 5; N = 20 and 50): 1200 steps. Over the
-      grid (l = 3..6, seeds 0-2) some runs sit on a plateau at that budget: the look-up that the cheat (forward) or
-      the task (reverse) needs has not formed, and which seeds it catches moves with every setting tried. On the
-      runs it catches (gen_accuracy; "unfit": forward positions 3..l below 0.95; 2 layers x 96, 6 heads unless
-      said; "grid": over all 24 configs with `nexttok sweep grid`, else single runs evaluated every 100 steps):
-      | setting | fwd G(3,3) s2 | fwd G(3,4) s0 | s1 | s2 | fwd G(3,5) s1 | s2 | rev G(3,3) s0 | s2 | rev G(3,6) s0 |
-      | lr 1e-3, 1200 steps (grid, commit 7ccf6fd) | 0.34 | unfit | 0.35 | unfit | 0.34 | unfit | 1.00 | 1.00 | 0.94 |
-      | lr 2e-3, 3000 steps (16 of 24, 0208a01) | 0.33 | 0.34 | unfit | 0.35 | unfit | 0.34 | 1.00 | 0.33 | 1.00 (single run) |
-      | width 192 (l = 3 of the grid, 02e8876) | 0.82 | 0.34 | - | unfit | - | 0.32 | 0.67 | 0.73 | 0.99 at step 400 |
-      | 3 layers | - | 0.34 | - | unfit | - | - | - | - | - |
-      | 3 heads of 32 | 0.40 | unfit | - | 0.33 | - | unfit | 1.00 | 1.00 | 1.00 |
-      More steps at 1e-3 do not move the plateau either (forward G(3,4) seed 0: position 3 at 0.33 after 3000
-      steps). No setting fits every run; 3 heads of 32 (head dimension 32 instead of 16) learns every reversed run
-      it was tried on, and costs less a step than 6 heads, so degree 3 takes 3 heads. Its grid: results/grid.csv. At degree 2, reverse G(2,5) reached 0.95 at step 150 on
-      seeds 0-4 with 3 heads (150-200 with 6; `nexttok bench --to-result --heads 3`), but degree 2's committed tables
-      are at 6 heads and stay there until they are re-run.
+      whole grid (l = 3..6, seeds 0-2, results/grid.csv) that budget is short on 4 of 24 runs: forward G(3,4) seeds
+      0 and 2 and G(3,5) seed 2 had not fit the cheat (positions 3..l at 0.10-0.40, flat from step 500 on G(3,4)
+      seed 0), and reverse G(3,6) seed 0 was at 0.935, still rising (0.82 at step 650). More steps at 1e-3 do not
+      fix the plateau (forward G(3,4) seed 0: position 3 at 0.33 after 3000 steps); lr 2e-3 fixes them: forward G(3,4)
+      seeds 0 and 2 fit by steps 1000 and 1250 of 3000, G(3,5) seed 2 by step 500 of 1200, reverse G(3,3) seed 0
+      learned by step 500 of 1200 and reverse G(3,6) seed 0 by step 1000 of 3000. But over the grid lr 2e-3 for
+      3000 steps is no better: on its first 16 runs (l = 3 and 4 on seeds 0-2, l = 5 forward on seeds 0-2 and
+      reverse on seed 0; `nexttok sweep grid` at commit 0208a01, 2.2 core-hours) it fit the three forward runs
+      above that 1e-3 had not (G(3,4) seeds 0 and 2, G(3,5) seed 2) and failed three others that 1e-3 had fit or
+      learned: reverse G(3,3) seed 2 (0.33, on the arm choice's plateau from step 350 to 3000), forward G(3,4)
+      seed 1 (position 3 at 0.80) and G(3,5) seed 1 (0.01). At either lr some seed of a cell sits on a plateau,
+      and which one moves with the lr: the lr does not fix degree 3, and 1200 steps at 1e-3 cost 2.5x less.
+      Forward G(3,3) seed 2 stays at chance at both (0.35, 0.33). Width does more than the lr, but not everywhere:
+      at 2 layers x 192 (lr 1e-3, 1200 steps, evaluated every 100; single runs) forward G(3,3) seed 2 learns the
+      arm choice on 0.82 of graphs, forward G(3,4) seed 0 and G(3,5) seed 2 fit the cheat by step 400, and reverse
+      G(3,6) seed 0 is at 0.99 from step 200; forward G(3,4) seed 2 does not (position 3 at 0.18-0.23 from step
+      400 on). Over the grid's l = 3 (seeds 0-2, a sweep file of the grid's degree-3 configs with dim 192, at
+      commit 02e8876) forward reaches 0.92, 0.93 and 0.82, but reverse, which the 96-wide model learns on every
+      seed, stops at 0.67, 0.82 and 0.73: at l = 3 both directions need the same look-up (the goal's parent), and
+      at width 192 neither finishes it in 1200 steps. A step costs about 1.5x.
     - degree 4: no lr found fits every shape; 2e-3 fits the most, 3000 steps (checked every 250 steps, N = 20,
       25 for G(4,6)). At lr 2e-3 reverse G(4,4) reached 0.95 by step 500 and reverse G(4,6) by 1500 (seed 0); forward
       fit the cheat (positions 3..l at 0.95, generation at 1/d) on G(4,4) seeds 0 and 1 (steps 1250-1500 and 1000)
@@ -72,9 +77,7 @@ def recipe(cfg) -> dict:
         out = {"layers": 2, "dim": 64, "batch_size": 128, "lr": 6e-3, "steps": 1500, "warmup": 100}
     else:
         # a pretrained model brings its own size: layers, dim and heads are the GPT's only
-        # at degree 3 a head of 32 dimensions learns the look-ups more often than one of 16 (gpt_budget's table)
-        heads = 3 if cfg.deg == 3 else 6
-        out = {"layers": 2, "dim": 96, "heads": heads, "positions": "rope"} if cfg.model == "gpt" else {}
+        out = {"layers": 2, "dim": 96, "heads": 6, "positions": "rope"} if cfg.model == "gpt" else {}
         out.update({"batch_size": 256, "warmup": 100})
         out.update(gpt_budget(cfg.deg))
         if cfg.only_position and cfg.deg == 3:

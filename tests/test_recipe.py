@@ -29,9 +29,3 @@ def test_objective_settings_exist_only_for_their_objective():
     assert RunConfig(mode="forward").resolved().mtp_heads is None
     assert RunConfig(mode="dropout").resolved().input_dropout is not None
     assert set(recipe(RunConfig())) <= set(RECIPE_FIELDS)
-
-
-def test_degree_3_takes_heads_of_32_and_a_set_value_wins():
-    assert RunConfig(deg=3).resolved().heads == 3 and RunConfig(deg=2).resolved().heads == 6
-    assert RunConfig(deg=3, heads=6).resolved().heads == 6
-    assert RunConfig(deg=3, model="mamba").resolved().heads is None
