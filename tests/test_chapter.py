@@ -105,10 +105,12 @@ def test_the_first_decision_claim_follows_the_path_length():
     for acc in (0.66, 0.30):
         with pytest.raises(AssertionError, match="x is at chance, 1/d = 0.50"):
             assert_first_decision(acc, 2, 4, "x")
-    # at l = 3 (one look-up from the goal): at least 1/d + 0.15
-    assert_first_decision(0.84, 2, 3, "x")
-    with pytest.raises(AssertionError, match="one look-up from the goal: x rises above chance"):
-        assert_first_decision(0.60, 2, 3, "x")
+    # at l = 3 (one look-up from the goal, learned on some seeds): from 1/d - 0.15 up to, not including, 0.95
+    for acc, deg in ((0.84, 2), (0.36, 2), (0.36, 3), (0.62, 3)):
+        assert_first_decision(acc, deg, 3, "x")
+    for acc, deg in ((0.34, 2), (0.97, 2), (0.17, 3), (0.95, 3)):
+        with pytest.raises(AssertionError, match="one look-up from the goal.*x is between chance"):
+            assert_first_decision(acc, deg, 3, "x")
 
 
 def test_cell_label_names_shape_model_lr_and_budget_not_the_seed():
