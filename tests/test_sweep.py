@@ -39,7 +39,8 @@ def test_sweep_files_and_named_grids(tmp_path):
     assert {(c.deg, c.path_len) for c in grid} == {(d, l) for d in (2, 3, 4) for l in (3, 4, 5, 6)} and len(grid) == 72
     assert {c.resolved().lr for c in grid if c.deg == 2} != {c.resolved().lr for c in grid if c.deg == 4}  # the recipe's
     mamba = load_sweep("mamba")  # the Mamba chapter's committed runs
-    assert {(c.model, c.deg, c.mode) for c in mamba} == {("mamba", 2, "forward"), ("mamba", 2, "reverse")}
+    assert {(c.model, c.deg, c.mode, c.seed) for c in mamba} == {("mamba", d, m, s) for d in (2, 3)
+                                                                for m in ("forward", "reverse") for s in (0, 1, 2)}
     remedies = load_sweep("remedies")  # every objective on the same seeds, the forward and reverse runs the headline's
     assert {c.mode for c in remedies} == set(OBJECTIVES) and len(remedies) == 3 * len(OBJECTIVES)
     assert {c.key() for c in remedies if c.mode in ("forward", "reverse")} <= {c.key() for c in load_sweep("default")}
