@@ -40,7 +40,7 @@ DEFAULT = {"grid": {"mode": ["forward", "reverse"], "seed": [0, 1, 2, 3, 4]},
 GRID = {"runs": [{"deg": d, "path_len": l, "num_nodes": 20 if 1 + d * (l - 1) <= 20 else 25, "mode": m, "seed": s}
                  for d in (2, 3, 4) for l in (3, 4, 5, 6) for m in ("forward", "reverse") for s in (0, 1, 2)]}
 # Mamba at degrees 2 and 3, forward and reverse, on seeds 0-2: the Mamba chapter's committed runs (Mamba's own
-# recipe; on 2 CPU cores about 7-10 minutes a run on one thread). A teacherless run is the chapter's parameter.
+# recipe; about 10 minutes a run on one CPU thread, two side by side). Other shapes are the chapter's parameters.
 MAMBA = {"base": {"model": "mamba"}, "grid": {"deg": [2, 3], "mode": ["reverse", "forward"], "seed": [0, 1, 2]}}
 # Position 2 trained alone (only_position=2), on the seeds of the headline table: the indecipherable chapter
 # sets each beside the full forward run of the same seed.
