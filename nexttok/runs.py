@@ -31,6 +31,11 @@ def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = Tr
         except FolderLocked:
             with open(folder / ".lock", "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # returns when the other process is done (or has died)
+        except TaskError:
+            # another process finished the run after the loop's check and before train() claimed the folder
+            # (setting a run up takes seconds): its result is this run's
+            if not (folder / "metrics.json").exists():
+                raise
     return load_run(folder)
 
 

@@ -50,3 +50,29 @@ def test_the_run_cache_waits_for_a_run_another_process_is_training(tmp_path):
     holder.close()  # the other process is done (here: it died without finishing), so the waiter trains the run
     waiter.join(timeout=120)
     assert not waiter.is_alive() and result["run"]["metrics"]["steps"] == 4
+
+
+def test_a_run_another_process_finishes_while_this_one_sets_up_is_taken_not_refused(tmp_path, monkeypatch):
+    """The cache checks for metrics.json, then sets the run up (seconds) before it claims the folder: a process that
+    finishes the same run in between (two chapters side by side under pytest-xdist) leaves a finished run, which
+    the cache takes instead of failing on it."""
+    import nexttok.runs as runs
+
+    cfg = tiny_config(steps=2, eval_every=2)
+    real_train, calls = runs.train, []
+
+    def the_other_process_finishes_first(cfg, folder, **kwargs):
+        calls.append(folder)
+        real_train(cfg, folder, resume=True, progress=False)  # the other process, done before this one claims it
+        return real_train(cfg, folder, **kwargs)  # this one: the folder now holds a finished run
+
+    monkeypatch.setattr(runs, "train", the_other_process_finishes_first)
+    run = get_run(cfg, tmp_path, progress=False)
+    assert len(calls) == 1 and run["metrics"]["steps"] == 2
+    # a refusal that is not a finished run still reaches the caller
+    other = tiny_config(steps=2, eval_every=2, seed=1)
+    run_dir(other, tmp_path).mkdir(parents=True)
+    (run_dir(other, tmp_path) / "notes.txt").write_text("mine")
+    monkeypatch.setattr(runs, "train", real_train)
+    with pytest.raises(TaskError, match="holds files that are not a run's"):
+        get_run(other, tmp_path, progress=False)
