@@ -128,7 +128,7 @@ def assert_first_decision(accuracy: float, deg: int, path_len: int, what: str) -
     From l = 4 on it sits at chance, 1/d within 0.15: the arm choice is l - 2 >= 2 parent look-ups back from the
     goal, and teacher forcing does not find them. At l = 3 it is the goal's own parent, a single look-up from
     the query, which teacher forcing can learn, but how far one run gets within the budget depends on its seed
-    (the grid chapter's committed runs: 0.82-0.86 on seeds 0-2 at degree 2; 0.62, 0.36 and 0.40 at degree 3): so
+    (the grid chapter's committed runs: 0.82-0.86 on seeds 0-2 at degree 2; 0.62, 0.62 and 0.34 at degree 3): so
     at l = 3 a run is not below chance (1/d - 0.15 or more) and has not solved the arm choice (below 0.95)."""
     chance = 1 / deg
     if path_len >= 4:
