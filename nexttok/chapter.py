@@ -123,6 +123,13 @@ def require_fit(run: dict, positions, level: float = 0.95) -> None:
             "raise steps (or set lr), or see the recipe")
 
 
+def later_positions_fit(row, level: float = 0.95) -> bool:
+    """Whether a flat results row (a committed table's, or `runs.flat_row`'s) has fit every target position after
+    the first decision, 3..l, teacher-forced at `level` or more: for a forward run, whether it does the cheat.
+    (`require_fit` is the same test on one run's metrics, as a precondition.)"""
+    return min(row[f"tf_token_accuracy_{i}"] for i in range(3, int(row["path_len"]) + 1)) >= level
+
+
 def assert_first_decision(accuracy: float, deg: int, path_len: int, what: str) -> None:
     """The forward chapters' claim about the arm choice (target position 2), which depends on the path length.
     From l = 4 on it sits at chance, 1/d within 0.15: the arm choice is l - 2 >= 2 parent look-ups back from the

@@ -4,8 +4,9 @@ import dataclasses
 import pytest
 
 from nexttok.chapter import (Precondition, assert_first_decision, cell_label, committed, committed_run, describe, first_step, from_parameters,
-                             require_budget, require_fit, results_path)
+                             later_positions_fit, require_budget, require_fit, results_path)
 from nexttok.config import RunConfig
+from nexttok.records import read_table
 from nexttok.recipe import PAPER_SCALE
 
 from conftest import tiny_config
@@ -116,3 +117,15 @@ def test_the_first_decision_claim_follows_the_path_length():
 def test_cell_label_names_shape_model_lr_and_budget_not_the_seed():
     assert cell_label(2, 4, 6, 96, 1e-3, 3000) == "G(2,4), 6x96, lr 0.001, 3000 steps"
     assert cell_label(2, 4, 2, 192, 3e-3, 3000) != cell_label(2, 4, 2, 96, 3e-3, 3000)
+
+
+def test_later_positions_fit_asks_every_position_from_3_to_l_of_the_rows_own_path_length():
+    row = {"path_len": 5, "tf_token_accuracy_1": 1.0, "tf_token_accuracy_2": 0.5, "tf_token_accuracy_3": 0.99,
+           "tf_token_accuracy_4": 0.96, "tf_token_accuracy_5": 0.95, "tf_token_accuracy_6": 0.0}
+    assert later_positions_fit(row)  # positions 1 and 2 and any column past l do not count
+    assert not later_positions_fit({**row, "tf_token_accuracy_4": 0.949})
+    assert not later_positions_fit({**row, "path_len": 6})  # now position 6 counts
+    assert later_positions_fit({**row, "tf_token_accuracy_4": 0.9}, level=0.9)
+    rows = read_table(results_path("grid.csv"))  # the committed grid: some degree-3 forward runs have not fit
+    assert all(later_positions_fit(r) for r in rows if r["mode"] == "reverse")
+    assert not all(later_positions_fit(r) for r in rows if r["mode"] == "forward")
