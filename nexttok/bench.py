@@ -146,6 +146,9 @@ def bench(cfg: RunConfig, train_steps: int = 10, gen_graphs: int = 2048, baselin
         result.update({
             "authors_style_train_samples_per_s": theirs["train_samples_per_s"],
             "train_vs_authors_style": result["train_samples_per_s"] / theirs["train_samples_per_s"],
+            # the most this comparison can show on this machine: the ratio a step that ran all of this model's
+            # FLOPs at the measured dense matmul speed would reach (small matrices run below it)
+            "train_vs_authors_style_ceiling": peak / (flops_per_sample * theirs["train_samples_per_s"]),
             "authors_style_gen_seqs_per_s": theirs["gen_seqs_per_s"],
             "gen_vs_authors_style": result["gen_seqs_per_s"] / theirs["gen_seqs_per_s"],
         })

@@ -89,20 +89,24 @@ def test_no_tracked_file_points_outside_the_repository():
 def test_execute_book_caches_the_chapters_that_run_and_names_the_one_that_fails(tmp_path):
     """`make book` executes the chapters side by side into jupyter-book's cache (scripts/execute_book.py)."""
     (tmp_path / "book").mkdir()
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/good\n- file: book/bad\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/good\n- file: book/bad\n"
+                                       "- file: book/forward_fails\n")
     (tmp_path / "book" / "intro.md").write_text("# Intro\n")
-    for name, code in (("good", "x = 1\nassert x == 1"), ("bad", "x = 1\nassert x == 2, 'one is not two'")):
+    for name, code in (("good", "x = 1\nassert x == 1"), ("bad", "x = 1\nassert x == 2, 'one is not two'"),
+                       ("forward_fails", "y = 2")):
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {name}"), nbformat.v4.new_code_cell(code)])
         nbformat.write(nb, tmp_path / "book" / f"{name}.ipynb")
     script = [sys.executable, str(ROOT / "scripts" / "execute_book.py"), "--root", str(tmp_path), "--jobs", "2"]
     r = subprocess.run(script, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and f"FAILED {tmp_path / 'book' / 'bad.ipynb'}" in r.stderr and "one is not two" in r.stderr
-    assert "executed 1 chapter(s), 1 failed, 0 already cached" in r.stdout
+    # the chapter that trains the run other chapters read starts first; the rest keep their book order
+    assert "executing 3 of 3 chapters, 2 at a time, in this order: forward_fails, good, bad" in r.stdout
+    assert "executed 2 chapter(s), 1 failed, 0 already cached" in r.stdout
     from jupyter_cache import get_cache
     cache = get_cache(str(tmp_path / "_build" / ".jupyter_cache"))
     cached = {Path(rec.uri).name for rec in cache.list_project_records() if cache.get_cached_project_nb(rec.uri)}
-    assert cached == {"good.ipynb"}, "the chapter that ran is cached for jupyter-book; the failed one is not"
+    assert cached == {"good.ipynb", "forward_fails.ipynb"}, "the chapters that ran are cached for jupyter-book; the failed one is not"
     again = subprocess.run(script, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 1 and "executed 0 chapter(s), 1 failed, 1 already cached" in again.stdout
+    assert again.returncode == 1 and "executed 0 chapter(s), 1 failed, 2 already cached" in again.stdout
     missing = subprocess.run(script[:2] + ["--root", str(tmp_path / "book")], capture_output=True, text=True)
     assert missing.returncode == 2 and "has no _toc.yml" in missing.stderr

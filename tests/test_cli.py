@@ -96,6 +96,17 @@ def test_bench_json():
     assert result["torch"] and result["device"].startswith("cpu")
 
 
+def test_bench_baseline_reports_the_ratios_and_their_ceiling():
+    r = nexttok("bench", "--baseline", "--deg", 2, "--path-len", 4, "--num-nodes", 12, "--layers", 1, "--dim", 32,
+                "--heads", 2, "--batch-size", 32, "--n-test", 64, "--train-steps", 2, "--device", "cpu", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    for key in ("authors_style_train_samples_per_s", "authors_style_gen_seqs_per_s", "gen_vs_authors_style"):
+        assert result[key] > 0, key
+    # no step runs its FLOPs faster than the machine's dense matmul: the measured ratio stays under its ceiling
+    assert 0 < result["train_vs_authors_style"] <= result["train_vs_authors_style_ceiling"]
+
+
 def test_bench_to_result_reports_a_run_that_falls_short():
     r = nexttok("bench", "--to-result", "--deg", 2, "--path-len", 4, "--num-nodes", 12, "--layers", 1, "--dim", 16,
                 "--heads", 2, "--batch-size", 16, "--n-test", 32, "--steps", 4, "--check-every", 2, "--device", "cpu", "--json")
