@@ -16,7 +16,7 @@ import torch
 from .config import RunConfig
 from .graphs import TaskError
 from .plots import scale_label
-from .recipe import PAPER_SCALE, known_short
+from .recipe import PAPER_SCALE, known_short, under_trained_fix
 from .records import read_table
 from .runs import load_run, run_dir
 
@@ -118,9 +118,19 @@ def require_fit(run: dict, positions, level: float = 0.95) -> None:
     cfg, acc = run["config"], run["metrics"]["tf_token_accuracy"]
     short = [i for i in positions if acc[i - 1] < level]
     require(not short, f"positions {short} are not fit after {cfg['steps']} steps (teacher-forced "
-            f"{[round(acc[i - 1], 2) for i in short]} < {level}): the run is under-trained for "
-            f"{cfg['mode']} G({cfg['deg']},{cfg['path_len']}) with N={cfg['num_nodes']}",
-            "raise steps (or set lr), or see the recipe")
+            f"{[round(acc[i - 1], 2) for i in short]} < {level}): the run is under-trained for {_shape(cfg)}",
+            under_trained_fix(cfg["deg"], cfg["model"]))
+
+
+def require_learned(run: dict, level: float = 0.95) -> None:
+    """The run generates the held-out paths at `level` or more: a reversed run (which should learn the task)."""
+    cfg, acc = run["config"], run["metrics"]["gen_accuracy"]
+    require(acc >= level, f"the {cfg['mode']} run has not learned after {cfg['steps']} steps (gen_accuracy {acc:.2f} "
+            f"< {level}): it is under-trained for {_shape(cfg)}", under_trained_fix(cfg["deg"], cfg["model"]))
+
+
+def _shape(cfg: dict) -> str:
+    return f"{cfg['mode']} G({cfg['deg']},{cfg['path_len']}) with N={cfg['num_nodes']}, seed {cfg['seed']}"
 
 
 def later_positions_fit(row, level: float = 0.95) -> bool:

@@ -4,10 +4,10 @@ import dataclasses
 import pytest
 
 from nexttok.chapter import (Precondition, assert_first_decision, cell_label, committed, committed_run, describe, first_step, from_parameters,
-                             later_positions_fit, require_budget, require_fit, results_path)
+                             later_positions_fit, require_budget, require_fit, require_learned, results_path)
 from nexttok.config import RunConfig
 from nexttok.records import read_table
-from nexttok.recipe import PAPER_SCALE
+from nexttok.recipe import PAPER_SCALE, under_trained_fix
 
 from conftest import tiny_config
 
@@ -54,12 +54,22 @@ def test_committed_results_ship_with_the_package():
 
 
 def test_preconditions_name_the_fix():
-    run = {"config": {"steps": 1200, "mode": "forward", "deg": 4, "path_len": 6, "num_nodes": 20},
-           "metrics": {"tf_token_accuracy": [1.0, 0.3, 0.5, 1.0, 1.0, 1.0]}}
-    with pytest.raises(Precondition, match=r"positions \[3\] are not fit after 1200 steps.*under-trained for forward "
-                                           r"G\(4,6\).*raise steps"):
+    run = {"config": {"steps": 3000, "mode": "forward", "deg": 4, "path_len": 6, "num_nodes": 20, "seed": 1, "model": "gpt"},
+           "metrics": {"tf_token_accuracy": [1.0, 0.3, 0.5, 1.0, 1.0, 1.0], "gen_accuracy": 0.25}}
+    with pytest.raises(Precondition, match=r"positions \[3\] are not fit after 3000 steps.*under-trained for forward "
+                                           r"G\(4,6\) with N=20, seed 1: at degree 4 .*raise steps"):
         require_fit(run, range(3, 7))
     require_fit(run, range(4, 7))
+    # the fix follows the measurements: at degree 3 more steps at the recipe's lr do not leave a plateau, another lr does
+    reverse = {"config": {**run["config"], "mode": "reverse", "deg": 3, "steps": 1200},
+               "metrics": {**run["metrics"], "gen_accuracy": 0.936}}
+    with pytest.raises(Precondition, match=r"reverse run has not learned after 1200 steps \(gen_accuracy 0.94 < 0.95\).*"
+                                           r"reverse G\(3,6\).*set lr 2e-3 and steps 3000"):
+        require_learned(reverse)
+    require_learned(reverse, level=0.9)
+    for model in ("gpt", "mamba"):
+        assert "raise steps" in under_trained_fix(2, model)
+    assert "lr" in under_trained_fix(3) and "raise steps" in under_trained_fix(3, "mamba")
     with pytest.raises(Precondition, match="minutes on a 2-core CPU"):
         require_budget([RunConfig(layers=6, dim=384, heads=6, steps=20_000, device="cpu")])
     assert require_budget([RunConfig(device="cpu")]) < 5 * 60  # the default run fits easily
