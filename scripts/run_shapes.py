@@ -2,12 +2,15 @@
 """Re-execute the GPT chapters with papermill at other task shapes, the way a reader would:
 
     python scripts/run_shapes.py --shapes 3,5,20 2,4,50 [--chapters forward_fails reverse] [--out _build/shapes]
+                                 [--param lr 2e-3 --param steps 3000]
 
 For each shape (deg, path_len, num_nodes) and chapter it runs
 `papermill book/<chapter>.ipynb OUT/<shape>/<chapter>.ipynb --cwd book -p deg D -p path_len L -p num_nodes N`,
 with one run cache per shape (so the chapters of a shape share their runs, as in the book), and appends a row
 (chapter, shape, return code, wall seconds, the last error line) to OUT/shapes.csv. Exit status 1 if any
-chapter failed. Every training setting comes from the recipe (nexttok.recipe): nothing is set by hand.
+chapter failed. Every training setting comes from the recipe (nexttok.recipe) unless `--param NAME VALUE` sets
+it (passed on as papermill's -p NAME VALUE, as the fix a chapter's precondition names would be; such a shape
+gets its own folder and run cache).
 """
 from __future__ import annotations
 
@@ -30,28 +33,39 @@ def main(argv=None) -> int:
     parser.add_argument("--chapters", nargs="+", default=GPT_CHAPTERS)
     parser.add_argument("--out", default=str(ROOT / "_build" / "shapes"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a chapter parameter to set (papermill -p NAME VALUE), e.g. --param lr 2e-3; repeatable")
     args = parser.parse_args(argv)
+    params = [x for name, value in args.param for x in ("-p", name, value)]
+    suffix = "".join(f"-{name}={value}" for name, value in args.param)
+    shapes = []
+    for shape in args.shapes:
+        try:
+            shapes.append(tuple(int(x) for x in shape.split(",")))
+        except ValueError:
+            shapes.append(())
+        if len(shapes[-1]) != 3:
+            parser.error(f"--shapes {shape!r} is not deg,path_len,num_nodes")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "shapes.csv"
+    header = ["chapter", "deg", "path_len", "num_nodes", "seed", "params", "returncode", "wall_seconds", "error"]
     new = not log.exists()
+    if not new and log.read_text().splitlines()[:1] != [",".join(header)]:
+        parser.error(f"{log} has other columns (an older run_shapes.py wrote it): choose another --out")
     failed = 0
     with open(log, "a", newline="") as f:
         writer = csv.writer(f)
         if new:
-            writer.writerow(["chapter", "deg", "path_len", "num_nodes", "seed", "returncode", "wall_seconds", "error"])
-        for shape in args.shapes:
-            try:
-                deg, path_len, num_nodes = (int(x) for x in shape.split(","))
-            except ValueError:
-                parser.error(f"--shapes {shape!r} is not deg,path_len,num_nodes")
-            folder = out / f"G{deg}-{path_len}-N{num_nodes}"
+            writer.writerow(header)
+        for deg, path_len, num_nodes in shapes:
+            folder = out / f"G{deg}-{path_len}-N{num_nodes}{suffix}"
             folder.mkdir(exist_ok=True)
             env = {**os.environ, "NEXTTOK_RUNS": str((folder / "runs").resolve())}
             for chapter in args.chapters:
                 cmd = [sys.executable, "-m", "papermill", str(ROOT / "book" / f"{chapter}.ipynb"),
                        str(folder / f"{chapter}.ipynb"), "--cwd", str(ROOT / "book"), "-p", "deg", str(deg),
-                       "-p", "path_len", str(path_len), "-p", "num_nodes", str(num_nodes), "-p", "seed", str(args.seed)]
+                       "-p", "path_len", str(path_len), "-p", "num_nodes", str(num_nodes), "-p", "seed", str(args.seed), *params]
                 start = time.perf_counter()
                 r = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 wall = time.perf_counter() - start
@@ -60,9 +74,11 @@ def main(argv=None) -> int:
                     failed += 1
                     lines = [l for l in (r.stderr + r.stdout).splitlines() if "Error" in l or "Precondition" in l]
                     error = lines[-1][:300] if lines else (r.stderr.strip().splitlines() or [""])[-1][:300]
-                writer.writerow([chapter, deg, path_len, num_nodes, args.seed, r.returncode, round(wall, 1), error])
+                writer.writerow([chapter, deg, path_len, num_nodes, args.seed, " ".join(f"{n}={v}" for n, v in args.param),
+                                 r.returncode, round(wall, 1), error])
                 f.flush()
-                print(f"G({deg},{path_len}) N={num_nodes} {chapter}: rc {r.returncode}, {wall:.0f} s {error}", flush=True)
+                print(f"G({deg},{path_len}) N={num_nodes}{suffix} {chapter}: rc {r.returncode}, {wall:.0f} s {error}",
+                      flush=True)
     print(f"wrote {log}")
     return 1 if failed else 0
 

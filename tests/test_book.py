@@ -1,5 +1,6 @@
 """The book's structure: config, table of contents, notebooks stored clean, and an HTML build.
 (The notebooks themselves are executed and checked by nbval: `pytest --nbval-lax --nbval-current-env book`.)"""
+import csv
 import re
 import shutil
 import subprocess
@@ -110,3 +111,20 @@ def test_execute_book_caches_the_chapters_that_run_and_names_the_one_that_fails(
     assert again.returncode == 1 and "executed 0 chapter(s), 1 failed, 2 already cached" in again.stdout
     missing = subprocess.run(script[:2] + ["--root", str(tmp_path / "book")], capture_output=True, text=True)
     assert missing.returncode == 2 and "has no _toc.yml" in missing.stderr
+
+
+def test_run_shapes_passes_parameters_to_papermill_and_logs_each_chapter(tmp_path):
+    """`make shapes` (scripts/run_shapes.py): a chapter re-executed by papermill at a shape, with a parameter set
+    the way a precondition's fix says, logged with its return code; a malformed shape is refused before anything."""
+    script = [sys.executable, str(ROOT / "scripts" / "run_shapes.py"), "--out", str(tmp_path)]
+    r = subprocess.run(script + ["--shapes", "2,4,12", "--chapters", "task", "--param", "lr", "2e-3"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "shapes.csv")))
+    assert [(row["chapter"], row["deg"], row["path_len"], row["num_nodes"], row["params"], row["returncode"])
+            for row in rows] == [("task", "2", "4", "12", "lr=2e-3", "0")]
+    executed = nbformat.read(tmp_path / "G2-4-N12-lr=2e-3" / "task.ipynb", as_version=4)
+    injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "path_len = 4" in injected.source and "lr = 0.002" in injected.source
+    bad = subprocess.run(script + ["--shapes", "2,4"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "is not deg,path_len,num_nodes" in bad.stderr
