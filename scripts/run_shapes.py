@@ -46,6 +46,9 @@ def main(argv=None) -> int:
             shapes.append(())
         if len(shapes[-1]) != 3:
             parser.error(f"--shapes {shape!r} is not deg,path_len,num_nodes")
+    missing = [c for c in args.chapters if not (ROOT / "book" / f"{c}.ipynb").is_file()]
+    if missing:
+        parser.error(f"no chapter {', '.join(missing)} in book/ (the GPT chapters: {' '.join(GPT_CHAPTERS)})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "shapes.csv"
