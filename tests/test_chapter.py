@@ -78,6 +78,9 @@ def test_preconditions_name_the_fix():
     with pytest.raises(Precondition, match=r"degree 4 a run on position 2 alone is not learned.*set steps"):
         require_budget([RunConfig(deg=4, path_len=5), alone])
     require_budget([dataclasses.replace(alone, steps=100)])
+    with pytest.raises(Precondition, match=r"degree 3 and l = 6 a run on position 2 alone is not learned"):
+        require_budget([RunConfig(deg=3, path_len=6, only_position=2)])
+    require_budget([RunConfig(deg=3, path_len=5, only_position=2)])  # measured to reach the guess among 3 children
     require_budget([dataclasses.replace(alone, deg=3)])
 
 
