@@ -170,7 +170,8 @@ def require_budget(configs: list[RunConfig]) -> float:
     seconds on the CPU."""
     for cfg in configs:
         short = known_short(cfg)
-        require(short is None, str(short), "set steps to try a longer run, or run the chapter at a lower degree or length")
+        require(short is None, str(short),
+                "set steps to try a longer run, or run the chapter at a lower degree or length")
     seconds = sum(cpu_seconds(c) for c in configs)
     on_cpu = any(c.device == "cpu" or (c.device == "auto" and not torch.cuda.is_available()) for c in configs)
     if on_cpu:
