@@ -80,12 +80,13 @@ def known_short(cfg) -> str | None:
 
 def under_trained_fix(deg: int, model: str = "gpt") -> str:
     """What to try when a run at the recipe's budget is under-trained: the fix a chapter's precondition names, from
-    the measurements in `gpt_budget`. At degree 3 and 4 more steps at the recipe's lr do not move a run off its
-    plateau, so the fix is another lr or seed."""
+    the measurements in `gpt_budget`. At degree 3 more steps at the recipe's lr do not move a run off its plateau
+    (forward G(3,4) seed 0: position 3 at 0.33 after 3000 steps), so the fix there is another lr or seed."""
     if model == "gpt" and deg == 3:
-        return ("at degree 3 some seeds sit on a plateau that more steps at the recipe's lr 1e-3 do not leave; set lr "
-                "2e-3 and steps 3000 (papermill -p lr 2e-3 -p steps 3000; it fit or learned every run that 1e-3 left on "
-                "one in the committed grid, and leaves other seeds on one), or try another seed (nexttok.recipe)")
+        return ("at degree 3 some seeds sit on a plateau that more steps at the recipe's lr 1e-3 do not leave; set "
+                "lr 2e-3 and steps 3000 (papermill -p lr 2e-3 -p steps 3000; it fit or learned every run that 1e-3 "
+                "left on one in the committed grid, and leaves other seeds on one), or try another seed "
+                "(nexttok.recipe)")
     if model == "gpt" and deg >= 4:
         return (f"at degree {deg} the recipe's 3000 steps at lr 2e-3 leave some seeds on a plateau (G(4,4) seed 2, "
                 "G(4,6) seed 0); raise steps, or set lr 1e-3 (G(4,5) seed 0 fit by step 2000 there), or try another "

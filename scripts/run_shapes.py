@@ -68,7 +68,8 @@ def main(argv=None) -> int:
             for chapter in args.chapters:
                 cmd = [sys.executable, "-m", "papermill", str(ROOT / "book" / f"{chapter}.ipynb"),
                        str(folder / f"{chapter}.ipynb"), "--cwd", str(ROOT / "book"), "-p", "deg", str(deg),
-                       "-p", "path_len", str(path_len), "-p", "num_nodes", str(num_nodes), "-p", "seed", str(args.seed), *params]
+                       "-p", "path_len", str(path_len), "-p", "num_nodes", str(num_nodes), "-p", "seed", str(args.seed),
+                       *params]
                 start = time.perf_counter()
                 r = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 wall = time.perf_counter() - start

@@ -106,7 +106,8 @@ def test_execute_book_caches_the_chapters_that_run_and_names_the_one_that_fails(
     from jupyter_cache import get_cache
     cache = get_cache(str(tmp_path / "_build" / ".jupyter_cache"))
     cached = {Path(rec.uri).name for rec in cache.list_project_records() if cache.get_cached_project_nb(rec.uri)}
-    assert cached == {"good.ipynb", "forward_fails.ipynb"}, "the chapters that ran are cached for jupyter-book; the failed one is not"
+    assert cached == {"good.ipynb", "forward_fails.ipynb"}, \
+        "the chapters that ran are cached for jupyter-book; the failed one is not"
     again = subprocess.run(script, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1 and "executed 0 chapter(s), 1 failed, 2 already cached" in again.stdout
     missing = subprocess.run(script[:2] + ["--root", str(tmp_path / "book")], capture_output=True, text=True)

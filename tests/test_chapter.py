@@ -54,7 +54,8 @@ def test_committed_results_ship_with_the_package():
 
 
 def test_preconditions_name_the_fix():
-    run = {"config": {"steps": 3000, "mode": "forward", "deg": 4, "path_len": 6, "num_nodes": 20, "seed": 1, "model": "gpt"},
+    run = {"config": {"steps": 3000, "mode": "forward", "deg": 4, "path_len": 6, "num_nodes": 20, "seed": 1,
+                      "model": "gpt"},
            "metrics": {"tf_token_accuracy": [1.0, 0.3, 0.5, 1.0, 1.0, 1.0], "gen_accuracy": 0.25}}
     with pytest.raises(Precondition, match=r"positions \[3\] are not fit after 3000 steps.*under-trained for forward "
                                            r"G\(4,6\) with N=20, seed 1: at degree 4 .*raise steps"):
