@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     for nb in notebooks:
         cache.add_nb_to_project(str(nb))
     order = {str(nb): i for i, nb in enumerate(notebooks)}
-    todo = sorted(cache.list_unexecuted(list(order)), key=lambda r: (start_rank(r.uri), order.get(r.uri, 0)))
+    todo = sorted(cache.list_unexecuted(list(order)), key=lambda r: (start_rank(r.uri), order[r.uri]))
     print(f"executing {len(todo)} of {len(notebooks)} chapters, {args.jobs} at a time, in this order: "
           f"{', '.join(Path(r.uri).stem for r in todo)}", flush=True)
     # jupyter-cache's worker executes a chapter in its own folder and caches it; one chapter per task, so a

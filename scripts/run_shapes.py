@@ -41,11 +41,12 @@ def main(argv=None) -> int:
     shapes = []
     for shape in args.shapes:
         try:
-            shapes.append(tuple(int(x) for x in shape.split(",")))
+            triple = tuple(int(x) for x in shape.split(","))
         except ValueError:
-            shapes.append(())
-        if len(shapes[-1]) != 3:
+            triple = ()
+        if len(triple) != 3:
             parser.error(f"--shapes {shape!r} is not deg,path_len,num_nodes")
+        shapes.append(triple)
     missing = [c for c in args.chapters if not (ROOT / "book" / f"{c}.ipynb").is_file()]
     if missing:
         parser.error(f"no chapter {', '.join(missing)} in book/ (the GPT chapters: {' '.join(GPT_CHAPTERS)})")
