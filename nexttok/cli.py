@@ -16,7 +16,7 @@ from .graphs import PathStar, TaskError, one_line, sample, seeded_generator, to_
 from .objectives import MODES
 from .recipe import RECIPE_FIELDS
 from .runs import run_dir
-from .sweep import NAMED as NAMED_SWEEPS, collect, config_name, load_sweep, parse_shard, run_sweep
+from .sweep import NAMED as NAMED_SWEEPS, collect, config_name, load_sweep, parse_shard, run_sweep, select
 from .train import Interrupted, resolve_device, train
 
 GENERATE_CHUNK = 10_000  # graphs drawn and written at a time: -n is bounded by the disk, not the memory, and a
@@ -121,7 +121,7 @@ def cmd_bench(args) -> None:
 
 
 def cmd_sweep(args) -> int:
-    configs = load_sweep(args.sweep)
+    configs = select(load_sweep(args.sweep), args.where)
     out = args.out or f"sweeps/{Path(args.sweep).stem}"
     if args.collect:
         table, missing = collect(configs, out)
@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("sweep", help=f"a sweep file (JSON or YAML) or a named grid: {', '.join(NAMED_SWEEPS)}")
     sw.add_argument("--out", help="sweep folder: runs/ (the run cache) and the results tables (default: sweeps/<name>)")
     sw.add_argument("--shard", default="0/1", help="run the i-th of n disjoint slices, i from 0 (default 0/1)")
+    sw.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                    help="only the configs whose field has this value (repeatable; e.g. --where deg=4)")
     sw.add_argument("--collect", action="store_true", help="merge the shards' tables into results.csv")
     sw.add_argument("--quiet", action="store_true", help="no progress bars")
     sw.set_defaults(func=cmd_sweep)

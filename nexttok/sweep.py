@@ -7,11 +7,13 @@ A sweep is a JSON (or YAML, when PyYAML is installed) file, or a named grid:
 of "base"). `--shard i/n` runs configs i, i+n, i+2n, ... (i from 0), so n processes, a Slurm array or n
 torchrun jobs cover a sweep between them; every finished run lives in the run cache, so a killed shard
 restarts where it stopped. `--collect` merges the shards' tables into one, refusing duplicates and
-naming the configs no shard has finished.
+naming the configs no shard has finished. `--where FIELD=VALUE` keeps the configs whose field has that
+value, so one part of a named sweep (`nexttok sweep grid --where deg=4`) runs and collects on its own.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 import math
@@ -117,6 +119,24 @@ def load_sweep(spec: str) -> list[RunConfig]:
     keys = [_key_or_files(c) for c in configs]
     if len(set(keys)) != len(keys):
         raise TaskError(f"{spec}: the same config appears twice")
+    return configs
+
+
+def select(configs: list[RunConfig], where: list[str]) -> list[RunConfig]:
+    """The configs whose fields have every FIELD=VALUE in `where` (VALUE read as JSON where it parses, so
+    deg=4 and lr=2e-3 are numbers and mode=forward a string). Refuses an unknown field and a selection of none."""
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    for term in where:
+        field, eq, text = term.partition("=")
+        if not eq or field not in fields:
+            raise TaskError(f"--where {term!r} is not FIELD=VALUE with FIELD a config field (e.g. deg=4)")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        configs = [c for c in configs if getattr(c, field) == value]
+        if not configs:
+            raise TaskError(f"--where {' '.join(where)}: no config of the sweep has {field}={text}")
     return configs
 
 

@@ -881,6 +881,8 @@ CASES = [
     # sweep: files that are not sweeps, malformed JSON and YAML, wrong types, impossible configs, shards
     E("sweep-missing-file", "sweep", "{scratch}/nope.json", match="neither a sweep file nor a named grid"),
     E("sweep-a-folder", "sweep", "{folder}", match="neither a sweep file nor a named grid"),
+    E("sweep-where-selects-none", "sweep", "grid", "--where", "deg=9", match="no config of the sweep has deg=9"),
+    E("sweep-where-unknown-field", "sweep", "grid", "--where", "sed=1", match="not FIELD=VALUE"),
     SF("sweep-binary", "binary.json", None, match="not a text file"),
     SF("sweep-empty", "empty.json", "", match="not valid JSON"),
     SF("sweep-truncated-json", "truncated.json", '{"grid": ', match="not valid JSON"),

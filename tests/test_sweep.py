@@ -12,7 +12,7 @@ import pytest
 from nexttok.graphs import TaskError
 from nexttok.objectives import OBJECTIVES
 from nexttok.records import read_table
-from nexttok.sweep import load_sweep, parse_shard
+from nexttok.sweep import load_sweep, parse_shard, select
 
 BASE = {"deg": 2, "path_len": 4, "num_nodes": 12, "layers": 1, "dim": 32, "heads": 2, "batch_size": 32,
         "steps": 30, "warmup": 2, "eval_every": 10, "ckpt_every": 5, "n_test": 64, "device": "cpu"}
@@ -57,6 +57,16 @@ def test_sweep_files_and_named_grids(tmp_path):
     for bad in ("3/3", "1", "a/b", "-1/2"):
         with pytest.raises(TaskError, match="shard"):
             parse_shard(bad)
+
+
+def test_where_keeps_one_part_of_a_sweep_and_refuses_what_selects_nothing():
+    grid = load_sweep("grid")
+    four = select(grid, ["deg=4"])
+    assert len(four) == 24 and {c.deg for c in four} == {4} and four == [c for c in grid if c.deg == 4]
+    assert [(c.path_len, c.seed) for c in select(grid, ["deg=4", "mode=reverse", "num_nodes=25"])] == [(6, 0), (6, 1), (6, 2)]
+    for bad, msg in ((["deg=9"], "no config of the sweep has deg=9"), (["sed=1"], "not FIELD=VALUE"), (["deg"], "not FIELD=VALUE")):
+        with pytest.raises(TaskError, match=msg):
+            select(grid, bad)
 
 
 def test_three_shards_one_killed_midway_collect_one_row_per_config(tmp_path):
