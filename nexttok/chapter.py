@@ -79,8 +79,8 @@ def committed(table: str, configs: list[RunConfig], required: bool = True) -> li
     if missing and required:
         names = ", ".join(f"{c.mode} G({c.deg},{c.path_len}) seed {c.seed} ({c.key()})" for c in missing[:4])
         raise Precondition(f"results/{table} has no row for {len(missing)} of {len(configs)} configs ({names}...): "
-                           "the committed table was made with another recipe or code; re-run its sweep "
-                           "(results/README.md names it) or set recompute = True")
+                           "the committed table does not hold them (not run yet, or made with another recipe or code); "
+                           "re-run its sweep (results/README.md names it and what it holds) or set recompute = True")
     return found
 
 
@@ -138,6 +138,17 @@ def later_positions_fit(row, level: float = 0.95) -> bool:
     the first decision, 3..l, teacher-forced at `level` or more: for a forward run, whether it does the cheat.
     (`require_fit` is the same test on one run's metrics, as a precondition.)"""
     return min(row[f"tf_token_accuracy_{i}"] for i in range(3, int(row["path_len"]) + 1)) >= level
+
+
+def cells_not_learned(rows, level: float = 0.95) -> list[tuple[int, int]]:
+    """The (deg, path_len) cells of flat results rows in which no more than half the seeds reached gen_accuracy
+    `level`. A reversed run is claimed to learn the task, but at degree 3 and 4 a seed can sit on the plateau of
+    the look-up it needs for the whole budget (reverse G(4,3) seed 0 at 1/4 for 3000 steps where seeds 1 and 2
+    learned it by step 650), so the grid's reverse claim is about each cell, on most of its seeds."""
+    seeds: dict[tuple[int, int], list[bool]] = {}
+    for row in rows:
+        seeds.setdefault((int(row["deg"]), int(row["path_len"])), []).append(row["gen_accuracy"] >= level)
+    return sorted(cell for cell, learned in seeds.items() if 2 * sum(learned) <= len(learned))
 
 
 def assert_first_decision(accuracy: float, deg: int, path_len: int, what: str) -> None:
