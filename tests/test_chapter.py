@@ -3,8 +3,9 @@ import dataclasses
 
 import pytest
 
-from nexttok.chapter import (Precondition, assert_first_decision, cell_label, committed, committed_run, describe, first_step, from_parameters,
-                             cells_not_learned, later_positions_fit, require_budget, require_fit, require_learned, results_path)
+from nexttok.chapter import (Precondition, assert_first_decision, cell_label, cells_not_learned, committed, committed_run,
+                             describe, first_step, from_parameters, later_positions_fit, require_budget, require_fit,
+                             require_learned, results_path)
 from nexttok.config import RunConfig
 from nexttok.records import read_table
 from nexttok.recipe import PAPER_SCALE, under_trained_fix

@@ -63,8 +63,10 @@ def test_where_keeps_one_part_of_a_sweep_and_refuses_what_selects_nothing():
     grid = load_sweep("grid")
     four = select(grid, ["deg=4"])
     assert len(four) == 24 and {c.deg for c in four} == {4} and four == [c for c in grid if c.deg == 4]
-    assert [(c.path_len, c.seed) for c in select(grid, ["deg=4", "mode=reverse", "num_nodes=25"])] == [(6, 0), (6, 1), (6, 2)]
-    for bad, msg in ((["deg=9"], "no config of the sweep has deg=9"), (["sed=1"], "not FIELD=VALUE"), (["deg"], "not FIELD=VALUE")):
+    reversed_g46 = select(grid, ["deg=4", "mode=reverse", "num_nodes=25"])  # terms combine; values read as JSON
+    assert [(c.path_len, c.seed) for c in reversed_g46] == [(6, 0), (6, 1), (6, 2)]
+    for bad, msg in ((["deg=9"], "no config of the sweep has deg=9"), (["sed=1"], "not FIELD=VALUE"),
+                     (["deg"], "not FIELD=VALUE")):
         with pytest.raises(TaskError, match=msg):
             select(grid, bad)
 
