@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Re-execute the GPT chapters with papermill at other task shapes, the way a reader would:
 
-    python scripts/run_shapes.py --shapes 3,5,20 2,4,50 [--chapters forward_fails reverse] [--out _build/shapes]
+    python scripts/run_shapes.py --shapes 3,5,20 2,4,50 [--seed S] [--chapters forward_fails reverse] [--out _build/shapes]
                                  [--param lr 2e-3 --param steps 3000]
 
 For each shape (deg, path_len, num_nodes) and chapter it runs
 `papermill book/<chapter>.ipynb OUT/<shape>/<chapter>.ipynb --cwd book -p deg D -p path_len L -p num_nodes N`,
-with one run cache per shape (so the chapters of a shape share their runs, as in the book), and appends a row
+with one folder and run cache per shape and seed, OUT/G{D}-{L}-N{N}-s{SEED} (so the chapters of a shape share their
+runs, as in the book; a folder's runs/ can be seeded with a sweep's run folders of the same configs), and appends a row
 (chapter, shape, return code, wall seconds, the last error line) to OUT/shapes.csv. Exit status 1 if any
 chapter failed. Every training setting comes from the recipe (nexttok.recipe) unless `--param NAME VALUE` sets
 it (passed on as papermill's -p NAME VALUE, as the fix a chapter's precondition names would be; such a shape
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
         if new:
             writer.writerow(header)
         for deg, path_len, num_nodes in shapes:
-            folder = out / f"G{deg}-{path_len}-N{num_nodes}{suffix}"
+            folder = out / f"G{deg}-{path_len}-N{num_nodes}-s{args.seed}{suffix}"
             folder.mkdir(exist_ok=True)
             env = {**os.environ, "NEXTTOK_RUNS": str((folder / "runs").resolve())}
             for chapter in args.chapters:

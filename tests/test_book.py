@@ -125,7 +125,7 @@ def test_run_shapes_passes_parameters_to_papermill_and_logs_each_chapter(tmp_pat
     rows = list(csv.DictReader(open(tmp_path / "shapes.csv")))
     assert [(row["chapter"], row["deg"], row["path_len"], row["num_nodes"], row["params"], row["returncode"])
             for row in rows] == [("task", "2", "4", "12", "lr=2e-3", "0")]
-    executed = nbformat.read(tmp_path / "G2-4-N12-lr=2e-3" / "task.ipynb", as_version=4)
+    executed = nbformat.read(tmp_path / "G2-4-N12-s0-lr=2e-3" / "task.ipynb", as_version=4)
     injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert "path_len = 4" in injected.source and "lr = 0.002" in injected.source
     bad = subprocess.run(script + ["--shapes", "2,4"], capture_output=True, text=True, timeout=60)
@@ -133,7 +133,7 @@ def test_run_shapes_passes_parameters_to_papermill_and_logs_each_chapter(tmp_pat
     unknown = subprocess.run(script + ["--shapes", "2,4,12", "--chapters", "revrese"], capture_output=True, text=True,
                              timeout=60)
     assert unknown.returncode == 2 and "no chapter revrese in book/" in unknown.stderr
-    assert not (tmp_path / "G2-4-N12").exists()
+    assert not (tmp_path / "G2-4-N12-s0").exists()
 
 
 def test_the_chapters_make_book_starts_first_are_in_the_toc():
