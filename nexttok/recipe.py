@@ -54,9 +54,10 @@ def gpt_budget(deg: int) -> dict:
       each on one thread): forward fit the cheat on 8 of 9 runs (not G(4,4) seed 2: positions 2 and 3 at 0.12 and
       0.14) and reverse learned 7 of 9: reverse G(4,3) seed 0 sat at 1/4 for all 3000 steps (seeds 1 and 2 learned
       by step 650) and reverse G(4,5) seed 1 ended at 0.06 (positions 2-4 at 0.40-0.43). At l = 6 (N = 25, 18-20
-      minutes a run) forward seed 0 fit the cheat (where the single run above, evaluated every 250 steps, had
-      not) and sits at 0.26, seeds 1 and 2 have not (positions 2-5 at
-      0.06-0.08), and reverse seed 0 learned (1.0 by step 1750)."""
+      minutes a run) forward seed 0 fit the cheat (where the single run above, evaluated every 250 steps, had not)
+      and sits at 0.26, seeds 1 and 2 have not (positions 2-5 at 0.06-0.08); reverse seed 0 learned (1.0 by step
+      1750), seed 1 only at the end (0.00 until step 2200, 0.13 at 2700, 0.99 at 3000) and seed 2 not (0.00, its
+      positions 2-5 at 0.06-0.07 throughout): G(4,6) is at the edge of this budget in both directions."""
     if deg <= 2:
         return {"lr": 3e-3, "steps": 600}
     if deg == 3:
@@ -96,8 +97,8 @@ def under_trained_fix(deg: int, model: str = "gpt") -> str:
                 "(nexttok.recipe)")
     if model == "gpt" and deg >= 4:
         return (f"at degree {deg} the recipe's 3000 steps at lr 2e-3 leave some seeds on a plateau (G(4,4) seed 2 and "
-                "G(4,6) seeds 1 and 2 forward, G(4,3) seed 0 and G(4,5) seed 1 reversed); raise steps, or set lr 1e-3 (G(4,5) "
-                "seed 0 fit by step 2000 there), or try another seed (nexttok.recipe)")
+                "G(4,6) seeds 1 and 2 forward, G(4,3) seed 0, G(4,5) seed 1 and G(4,6) seed 2 reversed); raise steps, or "
+                "set lr 1e-3 (G(4,5) seed 0 fit by step 2000 there), or try another seed (nexttok.recipe)")
     return "raise steps (or set lr), or see the recipe (nexttok.recipe)"
 
 
