@@ -34,6 +34,8 @@ def main(argv=None) -> int:
     parser.add_argument("--chapters", nargs="+", default=GPT_CHAPTERS)
     parser.add_argument("--out", default=str(ROOT / "_build" / "shapes"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=int, default=3600,
+                        help="seconds a cell may run (a kernel that stops answering fails its chapter, not the queue)")
     parser.add_argument("--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a chapter parameter to set (papermill -p NAME VALUE), e.g. --param lr 2e-3; repeatable")
     args = parser.parse_args(argv)
@@ -71,7 +73,7 @@ def main(argv=None) -> int:
                 cmd = [sys.executable, "-m", "papermill", str(ROOT / "book" / f"{chapter}.ipynb"),
                        str(folder / f"{chapter}.ipynb"), "--cwd", str(ROOT / "book"), "-p", "deg", str(deg),
                        "-p", "path_len", str(path_len), "-p", "num_nodes", str(num_nodes), "-p", "seed", str(args.seed),
-                       *params]
+                       "--execution-timeout", str(args.timeout), *params]
                 start = time.perf_counter()
                 r = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 wall = time.perf_counter() - start

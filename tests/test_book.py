@@ -128,6 +128,10 @@ def test_run_shapes_passes_parameters_to_papermill_and_logs_each_chapter(tmp_pat
     executed = nbformat.read(tmp_path / "G2-4-N12-s0-lr=2e-3" / "task.ipynb", as_version=4)
     injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert "path_len = 4" in injected.source and "lr = 0.002" in injected.source
+    # a cell past --timeout fails its chapter (a kernel that stops answering must not stall the queue)
+    slow = subprocess.run(script + ["--out", str(tmp_path / "slow"), "--shapes", "2,4,12", "--chapters", "task",
+                                    "--timeout", "1"], capture_output=True, text=True, timeout=300)
+    assert slow.returncode == 1 and "timed out" in slow.stdout.lower(), slow.stdout + slow.stderr
     bad = subprocess.run(script + ["--shapes", "2,4"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "is not deg,path_len,num_nodes" in bad.stderr
     unknown = subprocess.run(script + ["--shapes", "2,4,12", "--chapters", "revrese"], capture_output=True, text=True,
