@@ -124,7 +124,8 @@ def load_sweep(spec: str) -> list[RunConfig]:
 
 def select(configs: list[RunConfig], where: list[str]) -> list[RunConfig]:
     """The configs whose fields have every FIELD=VALUE in `where` (VALUE read as JSON where it parses, so
-    deg=4 and lr=2e-3 are numbers and mode=forward a string). Refuses an unknown field and a selection of none."""
+    deg=4 and lr=2e-3 are numbers and mode=forward a string), compared with the config as it trains (a field the
+    sweep leaves to the recipe has the recipe's value). Refuses an unknown field and a selection of none."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     for term in where:
         field, eq, text = term.partition("=")
@@ -134,7 +135,7 @@ def select(configs: list[RunConfig], where: list[str]) -> list[RunConfig]:
             value = json.loads(text)
         except ValueError:
             value = text
-        configs = [c for c in configs if getattr(c, field) == value]
+        configs = [c for c in configs if getattr(c.resolved(), field) == value]
         if not configs:
             raise TaskError(f"--where {' '.join(where)}: no config of the sweep has {field}={text}")
     return configs

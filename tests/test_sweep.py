@@ -65,6 +65,8 @@ def test_where_keeps_one_part_of_a_sweep_and_refuses_what_selects_nothing():
     assert len(four) == 24 and {c.deg for c in four} == {4} and four == [c for c in grid if c.deg == 4]
     reversed_g46 = select(grid, ["deg=4", "mode=reverse", "num_nodes=25"])  # terms combine; values read as JSON
     assert [(c.path_len, c.seed) for c in reversed_g46] == [(6, 0), (6, 1), (6, 2)]
+    # a field the grid leaves to the recipe matches the recipe's value: lr 2e-3 is degree 4's
+    assert select(grid, ["lr=2e-3"]) == four and select(grid, ["steps=1200"]) == [c for c in grid if c.deg == 3]
     for bad, msg in ((["deg=9"], "no config of the sweep has deg=9"), (["sed=1"], "not FIELD=VALUE"),
                      (["deg"], "not FIELD=VALUE")):
         with pytest.raises(TaskError, match=msg):
