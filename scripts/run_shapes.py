@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Re-execute the GPT chapters with papermill at other task shapes, the way a reader would:
 
-    python scripts/run_shapes.py --shapes 3,5,20 2,4,50 [--seed S] [--chapters forward_fails reverse] [--out _build/shapes]
-                                 [--param lr 2e-3 --param steps 3000]
+    python scripts/run_shapes.py --shapes 3,5,20 2,4,50 [--seed S] [--chapters forward_fails reverse]
+                                 [--out _build/shapes] [--param lr 2e-3 --param steps 3000] [--timeout SECONDS]
 
 For each shape (deg, path_len, num_nodes) and chapter it runs
 `papermill book/<chapter>.ipynb OUT/<shape>/<chapter>.ipynb --cwd book -p deg D -p path_len L -p num_nodes N`,
-with one folder and run cache per shape and seed, OUT/G{D}-{L}-N{N}-s{SEED} (so the chapters of a shape share their
-runs, as in the book; a folder's runs/ can be seeded with a sweep's run folders of the same configs), and appends a row
-(chapter, shape, return code, wall seconds, the last error line) to OUT/shapes.csv. Exit status 1 if any
+with one folder and run cache per shape and seed, OUT/G{D}-{L}-N{N}-s{SEED} (so the chapters of a shape share
+their runs, as in the book; a folder's runs/ can be seeded with a sweep's run folders of the same configs), and
+appends a row (chapter, shape, return code, wall seconds, the last error line) to OUT/shapes.csv. Exit status 1 if any
 chapter failed. Every training setting comes from the recipe (nexttok.recipe) unless `--param NAME VALUE` sets
 it (passed on as papermill's -p NAME VALUE, as the fix a chapter's precondition names would be; such a shape
 gets its own folder and run cache).
