@@ -61,7 +61,9 @@ def gpt_budget(deg: int) -> dict:
       minutes a run) forward seed 0 fit the cheat (where the single run above, evaluated every 250 steps, had not)
       and sits at 0.26, seeds 1 and 2 have not (positions 2-5 at 0.06-0.08); reverse seed 0 learned (1.0 by step
       1750), seed 1 only at the end (0.00 until step 2200, 0.13 at 2700, 0.99 at 3000) and seed 2 not (0.00, its
-      positions 2-5 at 0.06-0.07 throughout): G(4,6) is at the edge of this budget in both directions."""
+      positions 2-5 at 0.06-0.07 throughout): G(4,6) is at the edge of this budget in both directions. More steps
+      do not move every plateau: reverse G(4,6) seed 2 at 6000 steps (`nexttok train ... --seed 2 --steps 6000`,
+      74 minutes on one thread beside other runs) ended at 0.00, positions 2-5 still at 0.06-0.08."""
     if deg <= 2:
         return {"lr": 3e-3, "steps": 600}
     if deg == 3:
@@ -101,8 +103,9 @@ def under_trained_fix(deg: int, model: str = "gpt") -> str:
                 "(nexttok.recipe)")
     if model == "gpt" and deg >= 4:
         return (f"at degree {deg} the recipe's 3000 steps at lr 2e-3 leave some seeds on a plateau (G(4,4) seed 2 "
-                "and G(4,6) seeds 1 and 2 forward, G(4,3) seed 0, G(4,5) seed 1 and G(4,6) seed 2 reversed); raise "
-                "steps, or set lr 1e-3 (G(4,5) seed 0 fit by step 2000 there), or try another seed (nexttok.recipe)")
+                "and G(4,6) seeds 1 and 2 forward, G(4,3) seed 0, G(4,5) seed 1 and G(4,6) seed 2 reversed); try another "
+                "seed (reverse G(4,3) learned on seeds 1 and 2), or set lr 1e-3 (forward G(4,5) seed 0 fit by step 2000 "
+                "there), or raise steps (twice the steps left reverse G(4,6) seed 2 where it was) (nexttok.recipe)")
     return "raise steps (or set lr), or see the recipe (nexttok.recipe)"
 
 
