@@ -103,9 +103,10 @@ def under_trained_fix(deg: int, model: str = "gpt") -> str:
                 "(nexttok.recipe)")
     if model == "gpt" and deg >= 4:
         return (f"at degree {deg} the recipe's 3000 steps at lr 2e-3 leave some seeds on a plateau (G(4,4) seed 2 "
-                "and G(4,6) seeds 1 and 2 forward, G(4,3) seed 0, G(4,5) seed 1 and G(4,6) seed 2 reversed); try another "
-                "seed (reverse G(4,3) learned on seeds 1 and 2), or set lr 1e-3 (forward G(4,5) seed 0 fit by step 2000 "
-                "there), or raise steps (twice the steps left reverse G(4,6) seed 2 where it was) (nexttok.recipe)")
+                "and G(4,6) seeds 1 and 2 forward, G(4,3) seed 0, G(4,5) seed 1 and G(4,6) seed 2 reversed); try "
+                "another seed (reverse G(4,3) learned on seeds 1 and 2), or set lr 1e-3 (forward G(4,5) seed 0 fit by "
+                "step 2000 there), or raise steps (twice the steps left reverse G(4,6) seed 2 where it was) "
+                "(nexttok.recipe)")
     return "raise steps (or set lr), or see the recipe (nexttok.recipe)"
 
 
