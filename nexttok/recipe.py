@@ -23,8 +23,8 @@ def gpt_budget(deg: int) -> dict:
       At lr 2e-3 reverse took 175-200 steps, at 4e-3 150-175 (seeds 0-4, l = 5): 3e-3 is the fastest. Short at
       G(2,3) with N = 50 (seed 0, the chapters run by scripts/run_shapes.py): after 600 steps reverse was at 0.81
       and position 2 trained alone at 0.55 (loss 0.87, above ln 2), both still climbing; at 1200 steps reverse
-      first reached 0.95 at step 1100 and every chapter's claim held. G(2,4), G(2,5) and G(2,6) with N = 50 held at
-      600 steps.
+      first reached 0.95 at step 1100 and the chapters that had stopped there (reverse, grid, indecipherable) held
+      their claims. G(2,4), G(2,5) and G(2,6) with N = 50 held at 600 steps.
     - degree 3: at lr 3e-3 reverse G(3,3) never left 1/3 in 1500 steps and forward G(3,4) had not fit the cheat;
       at lr 1e-3 reverse took 300-450 steps and forward 200-400 (l = 3, 5; N = 20 and 50): 1200 steps. Over the
       whole grid (l = 3..6, seeds 0-2, results/grid.csv) that budget is short on 4 of 24 runs: forward G(3,4) seeds
