@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--shapes", nargs="+", required=True, help="deg,path_len,num_nodes triples, e.g. 3,5,20")
     parser.add_argument("--chapters", nargs="+", default=GPT_CHAPTERS)
     parser.add_argument("--out", default=str(ROOT / "_build" / "shapes"))
+    parser.add_argument("--book", default=str(ROOT / "book"), help="the folder of the chapters (default: book/)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=int, default=3600,
                         help="seconds a cell may run (a kernel that stops answering fails its chapter, not the queue)")
@@ -50,7 +51,8 @@ def main(argv=None) -> int:
         if len(triple) != 3:
             parser.error(f"--shapes {shape!r} is not deg,path_len,num_nodes")
         shapes.append(triple)
-    missing = [c for c in args.chapters if not (ROOT / "book" / f"{c}.ipynb").is_file()]
+    book = Path(args.book)
+    missing = [c for c in args.chapters if not (book / f"{c}.ipynb").is_file()]
     if missing:
         parser.error(f"no chapter {', '.join(missing)} in book/ (the GPT chapters: {' '.join(GPT_CHAPTERS)})")
     out = Path(args.out)
@@ -70,8 +72,8 @@ def main(argv=None) -> int:
             folder.mkdir(exist_ok=True)
             env = {**os.environ, "NEXTTOK_RUNS": str((folder / "runs").resolve())}
             for chapter in args.chapters:
-                cmd = [sys.executable, "-m", "papermill", str(ROOT / "book" / f"{chapter}.ipynb"),
-                       str(folder / f"{chapter}.ipynb"), "--cwd", str(ROOT / "book"), "-p", "deg", str(deg),
+                cmd = [sys.executable, "-m", "papermill", str(book / f"{chapter}.ipynb"),
+                       str(folder / f"{chapter}.ipynb"), "--cwd", str(book), "-p", "deg", str(deg),
                        "-p", "path_len", str(path_len), "-p", "num_nodes", str(num_nodes), "-p", "seed", str(args.seed),
                        "--execution-timeout", str(args.timeout), *params]
                 start = time.perf_counter()
