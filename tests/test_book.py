@@ -124,7 +124,7 @@ def test_run_shapes_passes_parameters_to_papermill_and_logs_each_chapter(tmp_pat
     book.mkdir()
     parameters = nbformat.v4.new_code_cell("deg = 2\npath_len = 5\nnum_nodes = 20\nseed = 0\nlr = None",
                                            metadata={"tags": ["parameters"]})
-    nbformat.write(nbformat.v4.new_notebook(cells=[parameters, nbformat.v4.new_code_cell(
+    nbformat.write(nbformat.v4.new_notebook(cells=[parameters, nbformat.v4.new_code_cell(  # 3 s: past --timeout 1
         "import time\ntime.sleep(3)\nassert num_nodes >= 1 + deg * (path_len - 1)")],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
         book / "task.ipynb")
