@@ -2,7 +2,7 @@
 seed; it draws one sampled graph and prints its text and token sequence. A shape that cannot exist
 (N < 1 + d(l-1)) shows the library's error message instead of raising.
 
-`ipywidgets` is needed only by `explorer()` (it is in the `book` extra); `describe` and `show` work without it.
+`ipywidgets` is needed only by `explorer()` (it is in the `book` extra); `describe` and `figure` work without it.
 """
 from __future__ import annotations
 
@@ -29,24 +29,42 @@ def describe(deg: int, path_len: int, num_nodes: int, seed: int) -> tuple[Graphs
     return graphs, f"text:   {to_lines(graphs)[0]}\ntokens: {vocab.decode(encode(graphs, vocab)[0])}"
 
 
-def show(deg: int, path_len: int, num_nodes: int, seed: int) -> Graphs | None:
-    """Draw and print what `describe` returns (the explorer calls this on every change)."""
-    graphs, text = describe(deg, path_len, num_nodes, seed)
-    if graphs is not None:
-        draw_graph(graphs, 0, ax=plt.subplots(figsize=(6, 4))[1])
-        plt.show()
-    print(text)
-    return graphs
+def figure(graphs: Graphs) -> plt.Figure:
+    """The drawing of the first graph in `graphs`, closed: a figure to display, which pyplot does not show again."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    draw_graph(graphs, 0, ax=ax)
+    plt.close(fig)
+    return fig
 
 
 def explorer(deg: int = 2, path_len: int = 5, num_nodes: int = 20, seed: int = 0):
-    """The widget: four sliders above the drawing and the token sequence (an ipywidgets VBox)."""
+    """Display the widget: four sliders, and below them the drawing and the token sequence. Returns the sliders.
+
+    The first graph is an ordinary output of the cell, and a slider change replaces it in place (an IPython display
+    update). ipywidgets' `interactive_output` would draw it into an Output widget while the cell runs, and nbclient,
+    which papermill and jupyter-book execute notebooks with, can then wait forever on an idle kernel
+    (jupyter/nbclient#312): this chapter's build hung on it."""
     import ipywidgets as widgets
+    from IPython.display import Pretty, display
 
     values = {"deg": deg, "path_len": path_len, "num_nodes": num_nodes, "seed": seed}
     # a value outside a slider's default range (e.g. papermill -p num_nodes 100) widens the range
     sliders = {name: widgets.IntSlider(value=values[name], min=min(lo, values[name]), max=max(hi, values[name]),
                                        description=LABELS[name], continuous_update=False)
                for name, (lo, hi) in RANGES.items()}
-    out = widgets.interactive_output(show, sliders)
-    return widgets.VBox([widgets.HBox(list(sliders.values())[:2]), widgets.HBox(list(sliders.values())[2:]), out])
+
+    def view():
+        graphs, text = describe(**{name: slider.value for name, slider in sliders.items()})
+        return (Pretty("") if graphs is None else figure(graphs)), Pretty(text)
+
+    rows = list(sliders.values())
+    display(widgets.VBox([widgets.HBox(rows[:2]), widgets.HBox(rows[2:])]))
+    handles = [display(shown, display_id=True) for shown in view()]
+
+    def redraw(_change):
+        for handle, shown in zip(handles, view()):
+            handle.update(shown)
+
+    for slider in rows:
+        slider.observe(redraw, names="value")
+    return sliders

@@ -118,8 +118,7 @@ def test_execute_book_caches_the_chapters_that_run_and_names_the_one_that_fails(
 def test_run_shapes_passes_parameters_to_papermill_and_logs_each_chapter(tmp_path):
     """`make shapes` (scripts/run_shapes.py): a chapter re-executed by papermill at a shape, with a parameter set
     the way a precondition's fix says, logged with its return code; a malformed shape is refused before anything."""
-    # a one-cell chapter with the book's parameters: the real chapters' cost (and the task chapter's widget, which
-    # nbclient can deadlock on, jupyter/nbclient#312) are not what this tests
+    # a one-cell chapter with the book's parameters: the real chapters' cost is not what this tests
     book = tmp_path / "book"
     book.mkdir()
     parameters = nbformat.v4.new_code_cell("deg = 2\npath_len = 5\nnum_nodes = 20\nseed = 0\nlr = None",

@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from nexttok.explorer import describe, explorer, show  # noqa: E402
+from nexttok.explorer import describe, explorer, figure  # noqa: E402
 from nexttok.graphs import PathStar, TaskError  # noqa: E402
 from nexttok.tokens import prefix_len  # noqa: E402
 
@@ -27,17 +27,53 @@ def test_describe_impossible_shape_returns_the_library_message():
     assert graphs is None and str(err.value) in text
 
 
-def test_show_draws_only_valid_shapes(capsys):
+def test_figure_draws_the_graph_and_leaves_no_open_figure():
     plt.close("all")
-    assert show(2, 5, 8, 0) is None and not plt.get_fignums()
-    assert "too small" in capsys.readouterr().out
-    assert show(2, 3, 8, 0) is not None
-    assert "tokens:" in capsys.readouterr().out
+    graphs, _ = describe(2, 3, 8, 0)
+    fig = figure(graphs)
+    assert not plt.get_fignums()  # closed: displayed once by the explorer, not again by pyplot
+    assert fig.axes and fig.axes[0].collections  # the nodes were drawn
 
 
-def test_explorer_widget_has_the_four_controls():
-    pytest.importorskip("ipywidgets")
-    box = explorer(deg=2, path_len=5, num_nodes=100, seed=3)
-    sliders = [w for row in box.children[:2] for w in row.children]
-    assert [s.value for s in sliders] == [2, 5, 100, 3]  # a value past the default range widens it
-    plt.close("all")
+class Shown:
+    """A stand-in for IPython's display: records what is displayed, and each display handle's updates."""
+
+    def __init__(self):
+        self.displayed, self.updates = [], []
+
+    def __call__(self, obj, display_id=None):
+        self.displayed.append(obj)
+        if display_id:
+            return Handle(self, len(self.displayed) - 1)
+
+
+class Handle:
+    def __init__(self, shown, index):
+        self.shown, self.index = shown, index
+
+    def update(self, obj):
+        self.shown.updates.append((self.index, obj))
+
+
+def texts(objects):
+    return [obj.data for obj in objects if type(obj).__name__ == "Pretty"]
+
+
+def test_explorer_shows_sliders_then_graph_and_a_slider_change_replaces_them(monkeypatch):
+    ipywidgets = pytest.importorskip("ipywidgets")
+    shown = Shown()
+    monkeypatch.setattr("IPython.display.display", shown)
+    sliders = explorer(deg=2, path_len=5, num_nodes=100, seed=3)
+    assert [s.value for s in sliders.values()] == [2, 5, 100, 3]  # a value past the default range widens it
+    box, drawing, text = shown.displayed
+    assert isinstance(box, ipywidgets.VBox) and [w for row in box.children for w in row.children] == list(sliders.values())
+    assert isinstance(drawing, plt.Figure) and texts([text]) == [describe(2, 5, 100, 3)[1]]
+
+    sliders["deg"].value = 3  # the drawing and the tokens are replaced in place, nothing new is displayed
+    assert len(shown.displayed) == 3 and [i for i, _ in shown.updates] == [1, 2]
+    assert isinstance(shown.updates[0][1], plt.Figure) and texts([shown.updates[1][1]]) == [describe(3, 5, 100, 3)[1]]
+
+    sliders["num_nodes"].value = 10  # G(3,5) needs 13 labels: the drawing empties and the text is the message
+    (_, drawing), (_, text) = shown.updates[2:]
+    assert texts([drawing]) == [""] and "too small" in texts([text])[0]
+    assert not plt.get_fignums()
