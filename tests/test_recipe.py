@@ -19,6 +19,10 @@ def test_the_recipe_follows_the_shape_and_the_model():
     assert three.lr < two.lr, "degree 3 sits on a plateau at degree 2's learning rate"
     # dataclasses.replace re-derives what was left unset: a copy for another shape gets that shape's recipe
     assert dataclasses.replace(RunConfig(deg=2), deg=3).resolved().lr == three.lr
+    # G(2,3) over 50 labels is short at degree 2's 600 steps (the rule's measurements are in nexttok.recipe)
+    assert RunConfig(deg=2, path_len=3, num_nodes=50).resolved().steps == 2 * two.steps
+    assert RunConfig(deg=2, path_len=3, num_nodes=20).resolved().steps == two.steps
+    assert RunConfig(deg=2, path_len=4, num_nodes=50).resolved().steps == two.steps
     mamba = RunConfig(model="mamba").resolved()
     assert mamba.lr > two.lr and mamba.dim < two.dim and mamba.heads is None and mamba.positions is None
     assert RunConfig(model="gpt2").resolved().layers is None, "a pretrained model brings its own size"
