@@ -14,6 +14,7 @@ from . import baseline
 from .config import RunConfig
 from .graphs import TaskError, sample, seeded_generator
 from .records import device_name
+from .evaluate import LEARNED
 from .train import Run, TrainingLoss, autocast
 
 
@@ -64,7 +65,7 @@ def matmul_flops_per_s(device, precision: str, n: int = 2048, repeat: int = 10) 
     return 2 * n**3 / _timed(lambda: a @ b, device, repeat)
 
 
-def time_to_result(cfg: RunConfig, target: float = 0.95, check_every: int = 50, progress: bool = False) -> dict:
+def time_to_result(cfg: RunConfig, target: float = LEARNED, check_every: int = 50, progress: bool = False) -> dict:
     """Train cfg's run (its own schedule, so the run the book would do) and stop at the first check where
     generation accuracy on the held-out graphs reaches `target`. seconds_to_result counts training
     steps only; the checks, which a real run does far less often, are reported apart."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .config import RunConfig
+from .evaluate import LEARNED
 from .graphs import TaskError
 from .plots import scale_label
 from .recipe import PAPER_SCALE, known_short, under_trained_fix
@@ -112,7 +113,7 @@ def require(condition: bool, problem: str, fix: str) -> None:
         raise Precondition(f"{problem}: {fix}")
 
 
-def require_fit(run: dict, positions, level: float = 0.95) -> None:
+def require_fit(run: dict, positions, level: float = LEARNED) -> None:
     """The run's teacher-forced accuracy is at least `level` at every given target position: the later
     positions of a forward run (the cheat) or every position of a run that should have learned."""
     cfg, acc = run["config"], run["metrics"]["tf_token_accuracy"]
@@ -122,7 +123,7 @@ def require_fit(run: dict, positions, level: float = 0.95) -> None:
             under_trained_fix(cfg["deg"], cfg["model"]))
 
 
-def require_learned(run: dict, level: float = 0.95) -> None:
+def require_learned(run: dict, level: float = LEARNED) -> None:
     """The run generates the held-out paths at `level` or more: a reversed run (which should learn the task)."""
     cfg, acc = run["config"], run["metrics"]["gen_accuracy"]
     require(acc >= level, f"the {cfg['mode']} run has not learned after {cfg['steps']} steps (gen_accuracy {acc:.2f} "
@@ -133,14 +134,14 @@ def _shape(cfg: dict) -> str:
     return f"{cfg['mode']} G({cfg['deg']},{cfg['path_len']}) with N={cfg['num_nodes']}, seed {cfg['seed']}"
 
 
-def later_positions_fit(row, level: float = 0.95) -> bool:
+def later_positions_fit(row, level: float = LEARNED) -> bool:
     """Whether a flat results row (a committed table's, or `runs.flat_row`'s) has fit every target position after
     the first decision, 3..l, teacher-forced at `level` or more: for a forward run, whether it does the cheat.
     (`require_fit` is the same test on one run's metrics, as a precondition.)"""
     return min(row[f"tf_token_accuracy_{i}"] for i in range(3, int(row["path_len"]) + 1)) >= level
 
 
-def cells_not_learned(rows, level: float = 0.95) -> list[tuple[int, int]]:
+def cells_not_learned(rows, level: float = LEARNED) -> list[tuple[int, int]]:
     """The (deg, path_len) cells of flat results rows in which no more than half the seeds reached gen_accuracy
     `level`. A reversed run is claimed to learn the task, but at degree 3 and 4 a seed can sit on the plateau of
     the look-up it needs for the whole budget (reverse G(4,3) seed 0 at 1/4 for 3000 steps where seeds 1 and 2
@@ -157,14 +158,14 @@ def assert_first_decision(accuracy: float, deg: int, path_len: int, what: str) -
     goal, and teacher forcing does not find them. At l = 3 it is the goal's own parent, a single look-up from
     the query, which teacher forcing can learn, but how far one run gets within the budget depends on its seed
     (the grid chapter's committed runs: 0.82-0.86 on seeds 0-2 at degree 2; 0.62, 0.62 and 0.34 at degree 3): so
-    at l = 3 a run is not below chance (1/d - 0.15 or more) and has not solved the arm choice (below 0.95)."""
+    at l = 3 a run is not below chance (1/d - 0.15 or more) and has not solved the arm choice (below LEARNED)."""
     chance = 1 / deg
     if path_len >= 4:
         assert abs(accuracy - chance) <= 0.15, f"{what} is at chance, 1/d = {chance:.2f} (got {accuracy:.3f})"
     else:
-        assert chance - 0.15 <= accuracy < 0.95, (
+        assert chance - 0.15 <= accuracy < LEARNED, (
             f"at l = 3 the arm choice is one look-up from the goal, which teacher forcing learns on some seeds but "
-            f"not all the way: {what} is between chance, 1/d = {chance:.2f}, and 0.95 (got {accuracy:.3f})")
+            f"not all the way: {what} is between chance, 1/d = {chance:.2f}, and {LEARNED} (got {accuracy:.3f})")
 
 
 def cpu_seconds(cfg: RunConfig) -> float:

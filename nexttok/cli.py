@@ -12,6 +12,7 @@ from pathlib import Path
 from .bench import bench, time_to_result
 from .config import DEVICES, MODELS, PRECISIONS, RunConfig
 from .distributed import teardown
+from .evaluate import LEARNED
 from .graphs import PathStar, TaskError, one_line, sample, seeded_generator, to_lines
 from .objectives import MODES
 from .recipe import RECIPE_FIELDS
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--train-steps", type=int, default=10, help="training steps to time")
     be.add_argument("--to-result", action="store_true",
                     help="train the run (reverse unless --mode) until gen_accuracy reaches --target; report the time")
-    be.add_argument("--target", type=float, default=0.95, help="gen_accuracy that counts as learned (--to-result)")
+    be.add_argument("--target", type=float, default=LEARNED, help=f"gen_accuracy that counts as learned (--to-result; default {LEARNED})")
     be.add_argument("--check-every", type=int, default=50, help="steps between accuracy checks (--to-result)")
     be.add_argument("--baseline", action="store_true",
                     help="also time a loop written like the authors' (per-sample data loading, full-sequence head, "

@@ -21,6 +21,9 @@ from .graphs import Graphs
 from .objectives import Objective, position_losses
 from .tokens import Vocab
 
+# the accuracy at which the book calls a run learned (gen_accuracy) and a target position fit (tf_token_accuracy)
+LEARNED = 0.95
+
 
 @torch.inference_mode()
 def evaluate(model, objective: Objective, graphs: Graphs, vocab: Vocab, batch_size: int = 1024) -> dict:
