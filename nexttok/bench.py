@@ -12,9 +12,9 @@ from tqdm.auto import tqdm
 
 from . import baseline
 from .config import RunConfig
+from .evaluate import LEARNED
 from .graphs import TaskError, sample, seeded_generator
 from .records import device_name
-from .evaluate import LEARNED
 from .train import Run, TrainingLoss, autocast
 
 

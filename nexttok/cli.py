@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--train-steps", type=int, default=10, help="training steps to time")
     be.add_argument("--to-result", action="store_true",
                     help="train the run (reverse unless --mode) until gen_accuracy reaches --target; report the time")
-    be.add_argument("--target", type=float, default=LEARNED, help=f"gen_accuracy that counts as learned (--to-result; default {LEARNED})")
+    be.add_argument("--target", type=float, default=LEARNED,
+                    help=f"gen_accuracy that counts as learned (--to-result; default {LEARNED})")
     be.add_argument("--check-every", type=int, default=50, help="steps between accuracy checks (--to-result)")
     be.add_argument("--baseline", action="store_true",
                     help="also time a loop written like the authors' (per-sample data loading, full-sequence head, "

@@ -17,8 +17,9 @@ PAPER_SCALE = {"num_nodes": 50, "layers": 6, "dim": 384, "heads": 6, "positions"
 
 
 def gpt_budget(deg: int, path_len: int, num_nodes: int) -> dict:
-    """The GPT's learning rate and steps by degree, measured on seed 0 of each shape of the grid (first evaluation,
-    every 50 steps, at which reverse generation reached 0.95 / forward teacher-forced positions 3..l reached 0.95):
+    """The GPT's learning rate and steps by degree (and at l = 3 by the number of labels), measured on seed 0 of
+    each shape of the grid (first evaluation, every 50 steps, at which reverse generation reached 0.95 / forward
+    teacher-forced positions 3..l reached 0.95):
     - degree 2, lr 3e-3: reverse 150-300, forward 150 (l = 3..6, N = 20 and 50, but G(2,3) with N = 50: below):
       600 steps. At lr 2e-3 reverse took 175-200 steps, at 4e-3 150-175 (seeds 0-4, l = 5): 3e-3 is the fastest.
       G(2,4), G(2,5) and G(2,6) with N = 50 held every chapter's claims at 600 steps (seed 0, scripts/run_shapes.py).

@@ -66,7 +66,8 @@ def test_explorer_shows_sliders_then_graph_and_a_slider_change_replaces_them(mon
     sliders = explorer(deg=2, path_len=5, num_nodes=100, seed=3)
     assert [s.value for s in sliders.values()] == [2, 5, 100, 3]  # a value past the default range widens it
     box, drawing, text = shown.displayed
-    assert isinstance(box, ipywidgets.VBox) and [w for row in box.children for w in row.children] == list(sliders.values())
+    assert isinstance(box, ipywidgets.VBox)
+    assert [w for row in box.children for w in row.children] == list(sliders.values())
     assert isinstance(drawing, plt.Figure) and texts([text]) == [describe(2, 5, 100, 3)[1]]
 
     sliders["deg"].value = 3  # the drawing and the tokens are replaced in place, nothing new is displayed
