@@ -4,6 +4,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
+from IPython.display import Pretty  # noqa: E402
 
 from nexttok.explorer import describe, explorer, figure  # noqa: E402
 from nexttok.graphs import PathStar, TaskError  # noqa: E402
@@ -56,7 +57,8 @@ class Handle:
 
 
 def texts(objects):
-    return [obj.data for obj in objects if type(obj).__name__ == "Pretty"]
+    """The text of each plain-text display among `objects` (the explorer shows its text, and an empty drawing, so)."""
+    return [obj.data for obj in objects if isinstance(obj, Pretty)]
 
 
 def test_explorer_shows_sliders_then_graph_and_a_slider_change_replaces_them(monkeypatch):
