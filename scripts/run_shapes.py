@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     book = Path(args.book)
     missing = [c for c in args.chapters if not (book / f"{c}.ipynb").is_file()]
     if missing:
-        parser.error(f"no chapter {', '.join(missing)} in book/ (the GPT chapters: {' '.join(GPT_CHAPTERS)})")
+        parser.error(f"no chapter {', '.join(missing)} in {book}/ (the GPT chapters: {' '.join(GPT_CHAPTERS)})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "shapes.csv"

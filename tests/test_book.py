@@ -145,7 +145,7 @@ def test_run_shapes_passes_parameters_to_papermill_and_logs_each_chapter(tmp_pat
     assert bad.returncode == 2 and "is not deg,path_len,num_nodes" in bad.stderr
     unknown = subprocess.run(script + ["--shapes", "2,4,12", "--chapters", "revrese"], capture_output=True, text=True,
                              timeout=60)
-    assert unknown.returncode == 2 and "no chapter revrese in book/" in unknown.stderr
+    assert unknown.returncode == 2 and f"no chapter revrese in {book}/" in unknown.stderr
     assert not (tmp_path / "G2-4-N12-s0").exists()
 
 
