@@ -31,35 +31,34 @@ def gpt_budget(deg: int, path_len: int, num_nodes: int) -> dict:
       l = 3, if not by much. (`nexttok train --deg 2 --path-len 3 --num-nodes 50 [--only-position 2]
       --mode reverse|forward --seed S --steps 600|1200 --eval-every 50`.) N from 21 to 49, and above 50, is not
       measured.
-    - degree 3: at lr 3e-3 reverse G(3,3) never left 1/3 in 1500 steps and forward G(3,4) had not fit the cheat;
-      at lr 1e-3 reverse took 300-450 steps and forward 200-400 (l = 3 and 5 with N = 20, l = 5 with N = 50): 1200
-      steps, and at l = 3 with more than 20 labels 2400 (below). Over the whole grid (l = 3..6, seeds 0-2,
-      results/grid.csv) that budget is short on 4 of 24 runs: forward G(3,4) seeds 0 and 2 and G(3,5) seed 2 had
-      not fit the cheat (positions 3..l at 0.10-0.40, flat from step 500 on G(3,4)
-      seed 0), and reverse G(3,6) seed 0 was at 0.935, still rising (0.82 at step 650). More steps at 1e-3 do not
-      fix the plateau (forward G(3,4) seed 0: position 3 at 0.33 after 3000 steps); lr 2e-3 fixes them: forward G(3,4)
-      seeds 0 and 2 fit by steps 1000 and 1250 of 3000, G(3,5) seed 2 by step 500 of 1200, reverse G(3,3) seed 0
-      learned by step 500 of 1200 and reverse G(3,6) seed 0 by step 1000 of 3000. But over the grid lr 2e-3 for
-      3000 steps is no better: on its first 16 runs (l = 3 and 4 on seeds 0-2, l = 5 forward on seeds 0-2 and
-      reverse on seed 0; `nexttok sweep grid` at commit 0208a01, 2.2 core-hours) it fit the three forward runs
-      above that 1e-3 had not (G(3,4) seeds 0 and 2, G(3,5) seed 2) and failed three others that 1e-3 had fit or
-      learned: reverse G(3,3) seed 2 (0.33, on the arm choice's plateau from step 350 to 3000), forward G(3,4)
-      seed 1 (position 3 at 0.80) and G(3,5) seed 1 (0.01). At either lr some seed of a cell sits on a plateau,
-      and which one moves with the lr: the lr does not fix degree 3, and 1200 steps at 1e-3 cost 2.5x less.
-      Forward G(3,3) seed 2 stays at chance at both (0.35, 0.33). Width does more than the lr, but not everywhere:
-      at 2 layers x 192 (lr 1e-3, 1200 steps, evaluated every 100; single runs) forward G(3,3) seed 2 learns the
-      arm choice on 0.82 of graphs, forward G(3,4) seed 0 and G(3,5) seed 2 fit the cheat by step 400, and reverse
-      G(3,6) seed 0 is at 0.99 from step 200; forward G(3,4) seed 2 does not (position 3 at 0.18-0.23 from step
-      400 on). Over the grid's l = 3 (seeds 0-2, a sweep file of the grid's degree-3 configs with dim 192, at
-      commit 02e8876) forward reaches 0.92, 0.93 and 0.82, but reverse, which the 96-wide model learns on every
-      seed, stops at 0.67, 0.82 and 0.73: at l = 3 both directions need the same look-up (the goal's parent), and
-      at width 192 neither finishes it in 1200 steps. A step costs about 1.5x.
-      G(3,3) with more than 20 labels gets 2400: at N = 50 and 1200 steps reverse seed 0 was still climbing (0.30 at
-      step 650, 0.85 at the end) and the reverse and grid chapters stopped on their preconditions
-      (scripts/run_shapes.py); at 2400 steps reverse reached 0.95 by step 900, 700 and 1050 (seeds 0-2, 1.00 at the
-      end) and forward ended at 0.65, 0.34 and 0.34, below 0.95 as the forward chapters claim at l = 3 (`nexttok train
-      --deg 3 --path-len 3 --num-nodes 50 --mode forward|reverse --seed S --steps 2400 --eval-every 50`). N from 21 to
-      49, and above 50, is not measured; a run on one position alone gets 3000 steps at degree 3 anyway (`recipe`).
+    - degree 3: at lr 3e-3 reverse G(3,3) never left 1/3 in 1500 steps and forward G(3,4) had not fit the cheat; at lr
+      1e-3 reverse took 300-450 steps and forward 200-400 (l = 3 and 5 with N = 20, l = 5 with N = 50): 1200 steps,
+      and at l = 3 with more than 20 labels 2400 (below). Over the whole grid (l = 3..6, seeds 0-2, results/grid.csv)
+      that budget is short on 4 of 24 runs: forward G(3,4) seeds 0 and 2 and G(3,5) seed 2 had not fit the cheat
+      (positions 3..l at 0.10-0.40, flat from step 500 on G(3,4) seed 0), and reverse G(3,6) seed 0 was at 0.935,
+      still rising (0.82 at step 650). More steps at 1e-3 do not fix the plateau (forward G(3,4) seed 0: position 3 at
+      0.33 after 3000 steps); lr 2e-3 fixes them: forward G(3,4) seeds 0 and 2 fit by steps 1000 and 1250 of 3000,
+      G(3,5) seed 2 by step 500 of 1200, reverse G(3,3) seed 0 learned by step 500 of 1200 and reverse G(3,6) seed 0
+      by step 1000 of 3000. But over the grid lr 2e-3 for 3000 steps is no better: on its first 16 runs (l = 3 and 4
+      on seeds 0-2, l = 5 forward on seeds 0-2 and reverse on seed 0; `nexttok sweep grid` at commit 0208a01, 2.2
+      core-hours) it fit the three forward runs above that 1e-3 had not (G(3,4) seeds 0 and 2, G(3,5) seed 2) and
+      failed three others that 1e-3 had fit or learned: reverse G(3,3) seed 2 (0.33, on the arm choice's plateau from
+      step 350 to 3000), forward G(3,4) seed 1 (position 3 at 0.80) and G(3,5) seed 1 (0.01). At either lr some seed
+      of a cell sits on a plateau, and which one moves with the lr: the lr does not fix degree 3, and 1200 steps at
+      1e-3 cost 2.5x less. Forward G(3,3) seed 2 stays at chance at both (0.35, 0.33). Width does more than the lr,
+      but not everywhere: at 2 layers x 192 (lr 1e-3, 1200 steps, evaluated every 100; single runs) forward G(3,3)
+      seed 2 learns the arm choice on 0.82 of graphs, forward G(3,4) seed 0 and G(3,5) seed 2 fit the cheat by step
+      400, and reverse G(3,6) seed 0 is at 0.99 from step 200; forward G(3,4) seed 2 does not (position 3 at 0.18-0.23
+      from step 400 on). Over the grid's l = 3 (seeds 0-2, a sweep file of the grid's degree-3 configs with dim 192,
+      at commit 02e8876) forward reaches 0.92, 0.93 and 0.82, but reverse, which the 96-wide model learns on every
+      seed, stops at 0.67, 0.82 and 0.73: at l = 3 both directions need the same look-up (the goal's parent), and at
+      width 192 neither finishes it in 1200 steps. A step costs about 1.5x. G(3,3) with more than 20 labels gets 2400:
+      at N = 50 and 1200 steps reverse seed 0 was still climbing (0.30 at step 650, 0.85 at the end) and the reverse
+      and grid chapters stopped on their preconditions (scripts/run_shapes.py); at 2400 steps reverse reached 0.95 by
+      step 900, 700 and 1050 (seeds 0-2, 1.00 at the end) and forward ended at 0.65, 0.34 and 0.34, below 0.95 as the
+      forward chapters claim at l = 3 (`nexttok train --deg 3 --path-len 3 --num-nodes 50 --mode forward|reverse
+      --seed S --steps 2400 --eval-every 50`). N from 21 to 49, and above 50, is not measured; a run on one position
+      alone gets 3000 steps at degree 3 anyway (`recipe`).
     - degree 4: no lr found fits every shape; 2e-3 fits the most, 3000 steps (checked every 250 steps, N = 20,
       25 for G(4,6)). At lr 2e-3 reverse G(4,4) reached 0.95 by step 500 and reverse G(4,6) by 1500 (seed 0); forward
       fit the cheat (positions 3..l at 0.95, generation at 1/d) on G(4,4) seeds 0 and 1 (steps 1250-1500 and 1000)
