@@ -75,7 +75,12 @@ def gpt_budget(deg: int, path_len: int, num_nodes: int) -> dict:
       1750), seed 1 only at the end (0.00 until step 2200, 0.13 at 2700, 0.99 at 3000) and seed 2 not (0.00, its
       positions 2-5 at 0.06-0.07 throughout): G(4,6) is at the edge of this budget in both directions. More steps
       do not move every plateau: reverse G(4,6) seed 2 at 6000 steps (`nexttok train ... --seed 2 --steps 6000`,
-      74 minutes on one thread beside other runs) ended at 0.00, positions 2-5 still at 0.06-0.08."""
+      74 minutes on one thread beside other runs) ended at 0.00, positions 2-5 still at 0.06-0.08.
+      With 50 labels degree 4 keeps 3000 steps at l = 3, where degrees 2 and 3 needed twice theirs: reverse G(4,3)
+      with N = 50 reached 0.95 at step 1000 (seed 2) and 2750 (seed 1), and seed 0, on the plateau at 1/4 where it
+      sat with N = 20, ended at 0.27 after 3000 steps and 0.61 after 6000 (`nexttok train --deg 4 --path-len 3
+      --num-nodes 50 --mode reverse --seed S [--steps 6000] --eval-every 50`; 9 and 18 minutes on one thread): twice
+      the steps does not take it off."""
     if deg <= 2:
         budget = {"lr": 3e-3, "steps": 600}
     elif deg == 3:

@@ -24,6 +24,8 @@ def test_the_recipe_follows_the_shape_and_the_model():
     assert RunConfig(deg=2, path_len=3, num_nodes=20).resolved().steps == two.steps
     assert RunConfig(deg=2, path_len=4, num_nodes=50).resolved().steps == two.steps
     assert RunConfig(deg=3, path_len=3, num_nodes=50).resolved().steps == 2 * three.steps  # and G(3,3) too
+    # but not G(4,3): there twice the steps did not take a seed off its plateau
+    assert RunConfig(deg=4, path_len=3, num_nodes=50).resolved().steps == RunConfig(deg=4, path_len=3).resolved().steps
     mamba = RunConfig(model="mamba").resolved()
     assert mamba.lr > two.lr and mamba.dim < two.dim and mamba.heads is None and mamba.positions is None
     assert RunConfig(model="gpt2").resolved().layers is None, "a pretrained model brings its own size"
