@@ -57,7 +57,8 @@ class Handle:
 
 
 def texts(objects):
-    """The text of each plain-text display among `objects` (the explorer shows its text, and an empty drawing, so)."""
+    """The text of each plain-text display among `objects`: the explorer's tokens or message, and the empty text that
+    stands in for the drawing when there is no graph."""
     return [obj.data for obj in objects if isinstance(obj, Pretty)]
 
 
