@@ -15,6 +15,7 @@ from .distributed import teardown
 from .evaluate import LEARNED
 from .graphs import PathStar, TaskError, one_line, sample, seeded_generator, to_lines
 from .objectives import MODES
+from .objectives.diffusion import WEIGHTS as DIFFUSION_WEIGHTS
 from .recipe import RECIPE_FIELDS
 from .runs import run_dir
 from .sweep import NAMED as NAMED_SWEEPS, collect, config_name, load_sweep, parse_shard, run_sweep, select
@@ -23,7 +24,8 @@ from .train import Interrupted, resolve_device, train
 GENERATE_CHUNK = 10_000  # graphs drawn and written at a time: -n is bounded by the disk, not the memory, and a
 # write error (a full disk) surfaces within a second
 
-CHOICES = {"mode": MODES, "model": MODELS, "device": DEVICES, "precision": PRECISIONS, "positions": ("rope", "learned")}
+CHOICES = {"mode": MODES, "model": MODELS, "device": DEVICES, "precision": PRECISIONS, "positions": ("rope", "learned"),
+           "diffusion_weight": DIFFUSION_WEIGHTS}
 HELP = {
     "deg": "degree d: arms leaving the source", "path_len": "path length l: nodes per arm, source included",
     "num_nodes": "N: node labels 0..N-1", "n_train": "fixed train set size (0: fresh graphs every step)",
@@ -36,6 +38,12 @@ HELP = {
     "weights": "pretrained models: load from this local folder (written by save_pretrained) instead of the hub",
     "mtp_heads": "--mode mtp: output heads; head j predicts the token j places ahead (default: the recipe's, 2)",
     "input_dropout": "--mode dropout: probability that a fed-back target token is replaced by $ (default: the recipe's)",
+    "hybrid_fraction": "--mode hybrid: fraction of each batch's graphs that also get a teacherless copy (default: the "
+                       "recipe's)",
+    "diffusion_weight": "--mode diffusion: token (mean over the masked tokens) or elbo (each sequence weighted 1/r) "
+                        "(default token)",
+    "init_from": "start from the weights of another run (its checkpoint.pt or its run folder): a fresh optimiser and "
+                 "schedule; the model must match (a curriculum: G(2,3), then G(2,4) from its weights, ...)",
     "positions": "gpt: rotary (rope) or learned absolute position embeddings, as the authors' GPT (default: the recipe's)",
     "n_eval": "test graphs evaluated every eval_every steps (the final evaluation uses all n_test)",
 }

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from .graphs import PathStar, TaskError
 from .models import MODELS, PRETRAINED
 from .objectives import MODES, OBJECTIVE_FIELDS, OBJECTIVE_MODELS
+from .objectives.diffusion import WEIGHTS as DIFFUSION_WEIGHTS
 from .recipe import recipe
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -27,7 +28,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Fields written to config.json (and hashed into the key) only when they differ from these values, so a
 # field added later leaves the configs and keys of every earlier run unchanged. A None field that is not
 # the recipe's is also left out (weights, data files, the objectives' own settings under other modes).
-OMITTED_AT_DEFAULT = {"only_position": 0, "compile": False}
+OMITTED_AT_DEFAULT = {"only_position": 0, "compile": False, "diffusion_weight": "token"}
 # Fields that say how a run is carried out, not what is run: left out of the key, free to change on resume.
 RUN_ONLY = ("ckpt_every", "device", "compile")
 # Bounds that keep a config inside what a machine can hold, so a typo is refused at once and never ends in
@@ -52,6 +53,8 @@ class RunConfig:
     # the objectives' own settings (None: the recipe's, for the mode that uses it)
     mtp_heads: int | None = None  # mtp: output heads; head j predicts the token j places ahead
     input_dropout: float | None = None  # dropout: probability that a target-side input is replaced by "$"
+    hybrid_fraction: float | None = None  # hybrid: the fraction of a batch's graphs that get a teacherless copy
+    diffusion_weight: str = "token"  # diffusion: "token" (mean over masked tokens) or "elbo" (1/r per sequence)
     # model (None: the recipe's)
     model: str = "gpt"  # gpt | mamba | a pretrained name (then layers, dim and heads are ignored)
     layers: int | None = None
@@ -59,6 +62,7 @@ class RunConfig:
     heads: int | None = None
     positions: str | None = None  # gpt: rope | learned (the authors' GPT learns absolute positions)
     weights: str | None = None  # pretrained models: a local folder written by save_pretrained (default: the hub)
+    init_from: str | None = None  # start from the weights of another run's checkpoint (a file or its run folder)
     # optimisation: AdamW, linear warm-up then cosine decay to min_lr_ratio * lr, over optimiser steps
     steps: int | None = None
     batch_size: int | None = None
@@ -112,12 +116,17 @@ class RunConfig:
             (self.mtp_heads is None or self.mtp_heads >= 1, f"--mtp-heads must be at least 1 (got {self.mtp_heads})"),
             (self.input_dropout is None or 0 <= self.input_dropout <= 1,
              f"--input-dropout must be in [0, 1] (got {self.input_dropout})"),
+            (self.hybrid_fraction is None or 0 < self.hybrid_fraction <= 1,
+             f"--hybrid-fraction must be in (0, 1] (got {self.hybrid_fraction})"),
+            (self.diffusion_weight in DIFFUSION_WEIGHTS,
+             f"diffusion_weight must be one of {', '.join(DIFFUSION_WEIGHTS)} (got {self.diffusion_weight!r})"),
+            (self.init_from is None or self.model in ("gpt", "mamba"), "--init-from is for the gpt and mamba models"),
         ]
         for mode, models in OBJECTIVE_MODELS.items():
             checks.append((self.mode != mode or self.model in models,
                            f"--mode {mode} trains the {' or '.join(models)} model only (got --model {self.model})"))
         for name, modes in OBJECTIVE_FIELDS.items():
-            checks.append((getattr(self, name) is None or self.mode in modes,
+            checks.append((getattr(self, name) == FIELD_DEFAULTS[name] or self.mode in modes,
                            f"--{name.replace('_', '-')} is for --mode {' or '.join(modes)} only"))
         problems = [msg for ok, msg in checks if not ok]
         if problems:
@@ -171,10 +180,18 @@ class RunConfig:
         d = self.to_dict()
         for k in RUN_ONLY:
             d.pop(k, None)
-        for k in ("train_file", "test_file"):
+        for k in ("train_file", "test_file", "init_from"):
             if k in d:
-                d[k] = file_digest(d[k])
+                d[k] = file_digest(checkpoint_file(d[k]) if k == "init_from" else d[k])
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+
+
+def checkpoint_file(path: str) -> str:
+    """The checkpoint a path names: the file itself, or checkpoint.pt in a run folder."""
+    return os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
 
 
 def _check_types(cfg: RunConfig) -> None:

@@ -7,7 +7,8 @@ learning rate and the budget. The CLI, the sweeps, the notebooks and the Makefil
 from __future__ import annotations
 
 # the fields a recipe sets (the RunConfig fields that default to None for it)
-RECIPE_FIELDS = ("layers", "dim", "heads", "positions", "steps", "batch_size", "lr", "warmup", "mtp_heads", "input_dropout")
+RECIPE_FIELDS = ("layers", "dim", "heads", "positions", "steps", "batch_size", "lr", "warmup", "mtp_heads", "input_dropout",
+                 "hybrid_fraction")
 
 # The paper's scale: the authors' GPT (6 layers x 384, 6 heads, learned positions) and data (200,000 training and
 # 20,000 test graphs over 50 labels) at their lr 1e-4 and batch 256, for 20,000 steps (25 epochs; their epoch count
@@ -152,4 +153,6 @@ def recipe(cfg) -> dict:
         out["mtp_heads"] = 2
     if cfg.mode == "dropout":
         out["input_dropout"] = 0.5
+    if cfg.mode == "hybrid":
+        out["hybrid_fraction"] = 0.5
     return out

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .config import RunConfig
+from .config import RunConfig, checkpoint_file
 from .data import load_data
 from .evaluate import evaluate
 from .graphs import TaskError, one_line, seeded_generator
@@ -152,6 +152,8 @@ class Run:
         self.vocab = Vocab(self.task.num_nodes)
         torch.manual_seed(cfg.seed)
         self.model = self.objective.build(cfg, self.vocab, self.task).to(self.device)
+        if cfg.init_from:  # warm start (a curriculum's next stage): the weights only, a fresh optimiser and schedule
+            self.model.load_state_dict(read_checkpoint(Path(checkpoint_file(cfg.init_from)), self.device, self.model)["model"])
         # what the training step calls: under torchrun, DDP averages the gradients over the ranks
         self.trained = TrainingLoss(self.model, self.objective, self.vocab)
         if self.shard.world > 1:
@@ -231,18 +233,9 @@ class Run:
             tmp.unlink(missing_ok=True)
 
     def load(self, path: Path) -> None:
-        """Resume from a checkpoint. It is read as data only (never as code: weights_only), its digest is
-        checked, and it must be a checkpoint of this run's config (device and checkpoint interval aside)."""
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:  # a truncated, empty, corrupt or foreign file: torch raises many kinds
-            raise TaskError(f"{path} is not a readable checkpoint ({type(err).__name__}: {one_line(err, 200)}); "
-                            "delete it to start over") from None
-        missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
-        if missing:
-            raise TaskError(f"{path} is not a nexttok checkpoint (missing {', '.join(missing)}); delete it to start over")
-        if state_digest({k: v for k, v in state.items() if k != "digest"}) != state["digest"]:
-            raise TaskError(f"{path} is corrupt (its contents do not match its digest); delete it to start over")
+        """Resume from a checkpoint (`read_checkpoint`); it must be a checkpoint of this run's config (device and
+        checkpoint interval aside)."""
+        state = read_checkpoint(path, self.device, self.model)
         try:
             saved = RunConfig.from_dict(state["config"])
         except TaskError as err:
@@ -270,6 +263,30 @@ class Run:
         if not bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()):
             raise TaskError(f"training diverged by step {self.step}: the weights are not finite (lr {self.cfg.lr:g}); "
                             "nothing after the last good checkpoint is kept; lower --lr")
+
+
+def read_checkpoint(path: Path, device, model) -> dict:
+    """A checkpoint, read as data only (never as code: weights_only), its digest checked, and its weights of
+    `model`'s names and shapes."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # a truncated, empty, corrupt, missing or foreign file: torch raises many kinds
+        raise TaskError(f"{path} is not a readable checkpoint ({type(err).__name__}: {one_line(err, 200)}); "
+                        "delete it to start over") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise TaskError(f"{path} is not a nexttok checkpoint (missing {', '.join(missing)}); delete it to start over")
+    if state_digest({k: v for k, v in state.items() if k != "digest"}) != state["digest"]:
+        raise TaskError(f"{path} is corrupt (its contents do not match its digest); delete it to start over")
+    mine = model.state_dict()
+    weights = state["model"] if isinstance(state["model"], dict) else {}
+    wrong = sorted(set(mine) ^ set(weights)) + sorted(
+        k for k in set(mine) & set(weights)
+        if not isinstance(weights[k], torch.Tensor) or weights[k].shape != mine[k].shape)
+    if wrong:
+        raise TaskError(f"{path} holds weights of another model ({len(wrong)} differ in name or shape, e.g. "
+                        f"{one_line(wrong[0], 80)}): the model, its size and the task's vocabulary must match")
+    return state
 
 
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)

@@ -2,6 +2,7 @@
 
 - forward, reverse, teacherless: the paper's three (next_token.py);
 - dropout: teacher forcing with token dropout on the fed-back target tokens (next_token.py);
+- hybrid: teacherless copies beside teacher-forced sequences in every batch (next_token.py);
 - mtp: multi-token prediction with k heads (multi_token.py);
 - diffusion: masked diffusion over the target (diffusion.py);
 - bst: the Belief State Transformer (belief_state.py).
@@ -12,10 +13,10 @@ from .base import Objective, position_losses, target_loss
 from .belief_state import BeliefState
 from .diffusion import MaskedDiffusion
 from .multi_token import MultiToken
-from .next_token import VIEWS, Forward, Reverse, Teacherless, TokenDropout, make_view
+from .next_token import VIEWS, Forward, Hybrid, Reverse, Teacherless, TokenDropout, make_view
 
 OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (
-    Forward, Reverse, Teacherless, TokenDropout, MultiToken, MaskedDiffusion, BeliefState)}
+    Forward, Reverse, Teacherless, Hybrid, TokenDropout, MultiToken, MaskedDiffusion, BeliefState)}
 MODES = tuple(OBJECTIVES)
 # RunConfig fields that only some objectives read -> the modes that read them
 OBJECTIVE_FIELDS = {field: tuple(name for name, o in OBJECTIVES.items() if field in o.fields)

@@ -3,7 +3,9 @@
 The model reads the whole sequence, prefix and target, with no causal mask. For each training sequence a
 rate r is drawn from U(0, 1]; each target token is replaced by the mask token ("$") with probability r, and
 the loss is the cross-entropy at the masked positions, averaged over every masked token of the batch (as
-MLM-U; Ye et al. weight each sequence by 1/r). The prefix is never masked.
+MLM-U; `diffusion_weight="token"`), or each sequence's summed over its masked tokens and weighted by 1/(r l)
+(`"elbo"`: the weighting of the diffusion ELBO, as Ye et al.; r is floored at 1/l in the weight, so a
+sequence with one masked token never counts for more than the whole target). The prefix is never masked.
 
 Decoding starts from an all-masked target and, over l steps, commits the one masked position the model is
 most sure of (highest probability of its best token), then predicts again with that token in place.
@@ -19,8 +21,11 @@ from ..tokens import prefix_len
 from .base import Objective
 
 
+WEIGHTS = ("token", "elbo")
+
+
 class MaskedDiffusion(Objective):
-    name, models = "diffusion", ("gpt",)
+    name, models, fields = "diffusion", ("gpt",), ("diffusion_weight",)
 
     def input_len(self, task):
         return prefix_len(task.num_edges) + task.path_len  # the whole sequence: nothing is shifted
@@ -38,6 +43,9 @@ class MaskedDiffusion(Objective):
         rate = 1 - torch.rand(n, 1, generator=generator, device=seq.device)  # U(0, 1]
         mask = torch.rand(n, l, generator=generator, device=seq.device) < rate
         logits = model(self.masked(seq, mask, vocab), n_out=l, causal=False)
+        if self.cfg.diffusion_weight == "elbo":
+            per_token = F.cross_entropy(logits.float().transpose(1, 2), seq[:, -l:], reduction="none") * mask
+            return (per_token.sum(1) / (rate[:, 0].clamp(min=1 / l) * l)).mean()
         return F.cross_entropy(logits[mask].float(), seq[:, -l:][mask]) if mask.any() else logits.sum() * 0
 
     def graded(self, model, graphs, vocab):

@@ -9,6 +9,8 @@ predicted: its positions are cut out of the loss). They differ in the input:
                from the prefix alone.
 - dropout:     teacher forcing where each target-side input is replaced by "$" with probability p
                (Frydenlund 2025's token dropout): p = 0 is forward, p = 1 is teacherless.
+- hybrid:      teacherless training beside teacher forcing (Nagarajan et al. 2025): every graph of the batch
+               teacher-forced, and a fraction of them again as teacherless copies.
 """
 from __future__ import annotations
 
@@ -93,3 +95,19 @@ class TokenDropout(NextToken):
         inputs = inputs.clone()
         inputs[:, start:] = torch.where(drop, torch.full_like(fed, vocab.dummy), fed)
         return inputs, targets
+
+
+class Hybrid(Teacherless):
+    """The batch's graphs teacher-forced, and the first `hybrid_fraction` of them again with "$" inputs (the
+    teacherless view), in one mean cross-entropy over every target token of both. The teacher-forced sequences
+    teach the edge look-ups early (the cheat is one of them); the teacherless copies ask for the plan, which
+    is what is graded and decoded: it is a teacherless model with a scaffold."""
+
+    name, fields = "hybrid", ("hybrid_fraction",)
+
+    def loss(self, model, graphs, vocab, generator=None):
+        forced, targets = make_view(graphs, vocab, "forward")
+        copies = max(1, round(self.cfg.hybrid_fraction * len(graphs)))
+        inputs = torch.cat([forced, make_view(graphs[:copies], vocab, "teacherless")[0]])
+        logits = model(inputs, n_out=targets.shape[1])
+        return target_loss(logits, torch.cat([targets, targets[:copies]]), self.cfg.only_position)
