@@ -15,7 +15,8 @@ from .config import RunConfig
 from .evaluate import LEARNED
 from .graphs import TaskError, sample, seeded_generator
 from .records import device_name
-from .train import Run, TrainingLoss, autocast
+from .devices import autocast
+from .train import Run, TrainingLoss
 
 
 def _sync(device):

@@ -1,25 +1,25 @@
 """What the book's chapters share: their parameters as a run config, the committed results that travel with
 the package, and the checks a chapter makes before it states a claim.
 
-A chapter's parameters cell holds plain scalars (papermill sets them); `from_parameters(globals())` turns the
-ones that are RunConfig fields into a config, None meaning "the recipe's". Committed results are read from
+A chapter's parameters cell holds plain scalars (papermill sets them); the chapter passes them by name to
+`from_parameters`, None meaning "the recipe's". Committed results are read from
 the package (`nexttok/results/`), so a chapter opened alone, on Colab or from another folder, finds them.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from .config import RunConfig
 from .evaluate import LEARNED
-from .graphs import TaskError
 from .plots import scale_label
 from .recipe import PAPER_SCALE, known_short, under_trained_fix
-from .records import read_table
-from .runs import load_run, run_dir
+from .records import RunRecord, read_table
+from .resolve import resolve, task_of
+from .runs import list_runs, run_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # a chapter that would train for longer than this on a CPU says so and stops before it starts
@@ -41,25 +41,26 @@ def results_path(*parts: str, root: str | Path | None = None) -> Path:
     return (Path(root) if root else RESULTS).joinpath(*parts)
 
 
-def from_parameters(namespace: dict, **fixed) -> RunConfig:
-    """The run config of a chapter's parameters: every name in `namespace` that is a RunConfig field
-    (None: the recipe's value); with `scale = "paper"` in the namespace, the paper's model, data and budget
-    (recipe.PAPER_SCALE) replace those fields, so one changed line moves a chapter to the paper's scale; then
-    `fixed` on top (e.g. mode="forward")."""
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    values = {k: v for k, v in namespace.items() if k in names}
-    scale = namespace.get("scale", "cpu")
+def from_parameters(scale: str = "cpu", **fields) -> RunConfig:
+    """The run config of a chapter's parameters, given by name (None: the recipe's value). With scale="paper" the
+    paper's model, data and budget (recipe.PAPER_SCALE) replace those fields, so one changed line moves a chapter to
+    the paper's scale. The config is not resolved: a chapter derives its variants from it (another seed, one
+    position alone), and each is resolved, with the recipe's values for its own settings, where it is used."""
     if scale not in ("cpu", "paper"):
         raise Precondition(f"scale must be \"cpu\" (the recipe's) or \"paper\" (the paper's model and data), not {scale!r}")
+    values = {k: v for k, v in fields.items() if v is not None}
     if scale == "paper":
         values.update(PAPER_SCALE)
-    return RunConfig(**{**values, **fixed})
+    try:
+        return RunConfig(**values)
+    except TypeError as err:  # a name that is no RunConfig field
+        raise Precondition(f"{err}: a chapter's parameters are RunConfig fields") from None
 
 
-def describe(run: dict) -> str:
+def describe(run: RunRecord) -> str:
     """What a chapter prints about a run it trained: its scale, its headline metrics and its accuracy by position."""
-    m = run["metrics"]
-    return "\n".join([scale_label(run["config"]),
+    m = run.metrics
+    return "\n".join([scale_label(run.config),
                       str({k: m[k] for k in ("gen_accuracy", "first_decision_accuracy", "on_some_arm", "tf_loss", "train_seconds")}),
                       f"teacher-forced accuracy by position: {[round(x, 3) for x in m['tf_token_accuracy']]}",
                       f"generated accuracy by position:      {[round(x, 3) for x in m['gen_token_accuracy']]}"])
@@ -68,15 +69,30 @@ def describe(run: dict) -> str:
 def is_default(cfg: RunConfig) -> bool:
     """Whether cfg is the chapter's own default run for its mode (the recipe's settings, any seed): the runs
     the committed tables hold."""
-    return cfg.key() == RunConfig(mode=cfg.mode, only_position=cfg.only_position, seed=cfg.seed).key()
+    return resolve(cfg).key() == resolve(RunConfig(mode=cfg.mode, only_position=cfg.only_position, seed=cfg.seed)).key()
 
 
-def committed(table: str, configs: list[RunConfig], required: bool = True) -> list[dict]:
-    """The rows of a committed table (`results/<table>`) that are these configs, in their order. A config
+def frame(runs: list[RunRecord]) -> pd.DataFrame:
+    """Runs as a table: one row per run, its config, final metrics (one column per position) and provenance."""
+    return pd.DataFrame([run.row() for run in runs])
+
+
+def committed_runs(name: str, root: str | Path | None = None) -> list[RunRecord]:
+    """Every run of a committed table (`results/<name>.csv`) or folder of run folders (`results/<name>`); none where
+    it does not exist. With `root`, of a folder laid out like nexttok/results."""
+    path = results_path(name, root=root)
+    if path.suffix == ".csv":
+        return [RunRecord.from_row(row, str(path)) for row in read_table(path)] if path.is_file() else []
+    return list_runs(path) if path.is_dir() else []
+
+
+def committed(table: str, configs: list[RunConfig], required: bool = True) -> list[RunRecord]:
+    """The runs of a committed table (`results/<table>`) that are these configs, in their order. A config
     with no row is an error when `required` (the chapter's own recipe must be committed), else left out."""
-    rows = {row["key"]: row for row in read_table(results_path(table))}
-    found = [rows[c.key()] for c in configs if c.key() in rows]
-    missing = [c for c in configs if c.key() not in rows]
+    runs = {run.key: run for run in committed_runs(table)}
+    configs = [resolve(c) for c in configs]
+    found = [runs[c.key()] for c in configs if c.key() in runs]
+    missing = [c for c in configs if c.key() not in runs]
     if missing and required:
         names = ", ".join(f"{c.mode} G({c.deg},{c.path_len}) seed {c.seed} ({c.key()})" for c in missing[:4])
         raise Precondition(f"results/{table} has no row for {len(missing)} of {len(configs)} configs ({names}...): "
@@ -85,13 +101,13 @@ def committed(table: str, configs: list[RunConfig], required: bool = True) -> li
     return found
 
 
-def committed_run(cfg: RunConfig, folder: str) -> dict:
+def committed_run(cfg: RunConfig, folder: str) -> RunRecord:
     """A committed run folder (`results/<folder>/<mode>-<key>`): config, history, metrics, provenance."""
     path = run_dir(cfg, results_path(folder))
     if not (path / "metrics.json").exists():
         raise Precondition(f"no committed run for {cfg.mode} seed {cfg.seed} with these parameters "
                            f"(results/{folder}/{path.name}); set recompute = True to train it")
-    return load_run(path)
+    return RunRecord.load(path)
 
 
 def cell_label(deg: int, path_len: int, layers: int, dim: int, lr: float, steps: int) -> str:
@@ -100,55 +116,46 @@ def cell_label(deg: int, path_len: int, layers: int, dim: int, lr: float, steps:
     return f"G({deg},{path_len}), {layers}x{dim}, lr {lr:g}, {steps} steps"
 
 
-def first_step(history: list[dict], key: str | list[str], level: float) -> int | None:
-    """The step of the first evaluation in a run's history at which `key` (or every key of a list) reached
-    `level`; None if never."""
-    keys = [key] if isinstance(key, str) else key
-    return next((h["step"] for h in history if all(h[k] >= level for k in keys)), None)
-
-
 def require(condition: bool, problem: str, fix: str) -> None:
     """A precondition of a claim: when it fails the message says what is missing and how to fix it."""
     if not condition:
         raise Precondition(f"{problem}: {fix}")
 
 
-def require_fit(run: dict, positions, level: float = LEARNED) -> None:
-    """The run's teacher-forced accuracy is at least `level` at every given target position: the later
-    positions of a forward run (the cheat) or every position of a run that should have learned."""
-    cfg, acc = run["config"], run["metrics"]["tf_token_accuracy"]
-    short = [i for i in positions if acc[i - 1] < level]
-    require(not short, f"positions {short} are not fit after {cfg['steps']} steps (teacher-forced "
-            f"{[round(acc[i - 1], 2) for i in short]} < {level}): the run is under-trained for {_shape(cfg)}",
-            under_trained_fix(cfg["deg"], cfg["model"]))
+def unfit_positions(run: RunRecord, positions=None, level: float = LEARNED) -> list[int]:
+    """The target positions (1-based; default the later ones, 3..l, which the cheat fits) that `run` has not fit:
+    teacher-forced accuracy below `level`."""
+    acc = run.metrics["tf_token_accuracy"]
+    return [i for i in (positions or range(3, run.config.path_len + 1)) if acc[i - 1] < level]
 
 
-def require_learned(run: dict, level: float = LEARNED) -> None:
+def require_fit(run: RunRecord, positions=None, level: float = LEARNED) -> None:
+    """Every given target position is fit: the later positions of a forward run (the cheat), or every position of
+    a run that should have learned."""
+    acc, short = run.metrics["tf_token_accuracy"], unfit_positions(run, positions, level)
+    require(not short, f"positions {short} are not fit after {run.config.steps} steps (teacher-forced "
+            f"{[round(acc[i - 1], 2) for i in short]} < {level}): the run is under-trained for {_shape(run.config)}",
+            under_trained_fix(run.config.deg, run.config.model))
+
+
+def require_learned(run: RunRecord, level: float = LEARNED) -> None:
     """The run generates the held-out paths at `level` or more: a reversed run (which should learn the task)."""
-    cfg, acc = run["config"], run["metrics"]["gen_accuracy"]
-    require(acc >= level, f"the {cfg['mode']} run has not learned after {cfg['steps']} steps (gen_accuracy {acc:.2f} "
-            f"< {level}): it is under-trained for {_shape(cfg)}", under_trained_fix(cfg["deg"], cfg["model"]))
+    cfg, acc = run.config, run.metrics["gen_accuracy"]
+    require(acc >= level, f"the {cfg.mode} run has not learned after {cfg.steps} steps (gen_accuracy {acc:.2f} "
+            f"< {level}): it is under-trained for {_shape(cfg)}", under_trained_fix(cfg.deg, cfg.model))
 
 
-def _shape(cfg: dict) -> str:
-    return f"{cfg['mode']} G({cfg['deg']},{cfg['path_len']}) with N={cfg['num_nodes']}, seed {cfg['seed']}"
+def _shape(cfg: RunConfig) -> str:
+    return f"{cfg.mode} G({cfg.deg},{cfg.path_len}) with N={cfg.num_nodes}, seed {cfg.seed}"
 
 
-def later_positions_fit(row, level: float = LEARNED) -> bool:
-    """Whether a flat results row (a committed table's, or `runs.flat_row`'s) has fit every target position after
-    the first decision, 3..l, teacher-forced at `level` or more: for a forward run, whether it does the cheat.
-    (`require_fit` is the same test on one run's metrics, as a precondition.)"""
-    return min(row[f"tf_token_accuracy_{i}"] for i in range(3, int(row["path_len"]) + 1)) >= level
-
-
-def cells_not_learned(rows, level: float = LEARNED) -> list[tuple[int, int]]:
-    """The (deg, path_len) cells of flat results rows in which no more than half the seeds reached gen_accuracy
-    `level`. A reversed run is claimed to learn the task, but at degree 3 and 4 a seed can sit on the plateau of
-    the look-up it needs for the whole budget (reverse G(4,3) seed 0 at 1/4 for 3000 steps where seeds 1 and 2
-    learned it by step 650), so the grid's reverse claim is about each cell, on most of its seeds."""
+def cells_not_learned(runs: list[RunRecord], level: float = LEARNED) -> list[tuple[int, int]]:
+    """The (deg, path_len) cells in which no more than half the seeds' runs reached gen_accuracy `level`. A reversed
+    run is claimed to learn the task, but at degrees 3 and 4 a seed can sit on the plateau of the look-up it needs
+    for the whole budget, so the grid's reverse claim is about each cell, on most of its seeds."""
     seeds: dict[tuple[int, int], list[bool]] = {}
-    for row in rows:
-        seeds.setdefault((int(row["deg"]), int(row["path_len"])), []).append(row["gen_accuracy"] >= level)
+    for run in runs:
+        seeds.setdefault((run.config.deg, run.config.path_len), []).append(run.metrics["gen_accuracy"] >= level)
     return sorted(cell for cell, learned in seeds.items() if 2 * sum(learned) <= len(learned))
 
 
@@ -170,10 +177,10 @@ def assert_first_decision(accuracy: float, deg: int, path_len: int, what: str) -
 
 def cpu_seconds(cfg: RunConfig) -> float:
     """A rough CPU cost of training cfg on this book's 2-core machine (its own measurement, not a promise)."""
-    c = cfg.resolved()
+    c = resolve(cfg)
     width = (c.dim or 96) / 96
     depth = (c.layers or 2) / 2
-    return CPU_US_PER_SAMPLE_TOKEN * 1e-6 * c.steps * c.batch_size * c.task.sequence_len * depth * width ** 2
+    return CPU_US_PER_SAMPLE_TOKEN * 1e-6 * c.steps * c.batch_size * task_of(c).sequence_len * depth * width ** 2
 
 
 def require_budget(configs: list[RunConfig]) -> float:

@@ -4,22 +4,24 @@ and exits 128 + the signal's number, as a shell reports a process a signal ended
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from .bench import bench, time_to_result
-from .config import DEVICES, MODELS, PRECISIONS, RunConfig
+from .config import DEVICES, FIELDS, PRECISIONS, RECIPE_FIELDS, RunConfig
 from .distributed import teardown
 from .evaluate import LEARNED
 from .graphs import PathStar, TaskError, one_line, sample, seeded_generator, to_lines
 from .objectives import MODES
 from .objectives.diffusion import WEIGHTS as DIFFUSION_WEIGHTS
-from .recipe import RECIPE_FIELDS
+from .models import MODELS
+from .resolve import resolve
+from .rundir import Interrupted, finished_metrics
 from .runs import run_dir
 from .sweep import NAMED as NAMED_SWEEPS, collect, config_name, load_sweep, parse_shard, run_sweep, select
-from .train import Interrupted, resolve_device, train
+from .devices import resolve_device
+from .train import train
 
 GENERATE_CHUNK = 10_000  # graphs drawn and written at a time: -n is bounded by the disk, not the memory, and a
 # write error (a full disk) surfaces within a second
@@ -34,23 +36,22 @@ HELP = {
     "compile": "torch.compile the model for training (numerics change slightly; pays on GPUs)",
     "only_position": "grade this target position alone (1-based, target order); 0 grades all",
     "model": "gpt, mamba, or a pretrained Hugging Face model (gpt2..., pythia-...; needs nexttok[pretrained]; "
-             "then --layers, --dim and --heads are ignored) (default gpt)",
+             "then --layers, --dim and --heads are ignored)",
     "weights": "pretrained models: load from this local folder (written by save_pretrained) instead of the hub",
-    "mtp_heads": "--mode mtp: output heads; head j predicts the token j places ahead (default: the recipe's, 2)",
-    "input_dropout": "--mode dropout: probability that a fed-back target token is replaced by $ (default: the recipe's)",
-    "hybrid_fraction": "--mode hybrid: fraction of each batch's graphs that also get a teacherless copy (default: the "
-                       "recipe's)",
-    "diffusion_weight": "--mode diffusion: token (mean over the masked tokens) or elbo (each sequence weighted 1/r) "
-                        "(default token)",
+    "mtp_heads": "--mode mtp: output heads; head j predicts the token j places ahead",
+    "input_dropout": "--mode dropout: probability that a fed-back target token is replaced by $",
+    "hybrid_fraction": "--mode hybrid: fraction of each batch's graphs that also get a teacherless copy",
+    "diffusion_weight": "--mode diffusion: token (mean over the masked tokens) or elbo (each sequence weighted 1/r)",
     "init_from": "start from the weights of another run (its checkpoint.pt or its run folder): a fresh optimiser and "
                  "schedule; the model must match (a curriculum: G(2,3), then G(2,4) from its weights, ...)",
-    "positions": "gpt: rotary (rope) or learned absolute position embeddings, as the authors' GPT (default: the recipe's)",
+    "positions": "gpt: rotary (rope) or learned absolute position embeddings, as the authors' GPT",
     "n_eval": "test graphs evaluated every eval_every steps (the final evaluation uses all n_test)",
+    "probe_gradients": "record the gradient norm of each target position's loss at every evaluation (a probe)",
 }
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, fields=None) -> None:
-    for f in dataclasses.fields(RunConfig):
+    for f in FIELDS.values():
         if fields is not None and f.name not in fields:
             continue
         flag = "--" + f.name.replace("_", "-")
@@ -60,12 +61,12 @@ def _add_config_flags(parser: argparse.ArgumentParser, fields=None) -> None:
         kind = {"int": int, "float": float, "str": str}[f.type.split(" | ")[0]]
         default = "the recipe's (nexttok.recipe)" if f.name in RECIPE_FIELDS else f.default
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=CHOICES.get(f.name),
-                            help=HELP.get(f.name, f"default {default}"))
+                            help=HELP.get(f.name, "") + f" (default: {default})")
 
 
 def _config(args) -> RunConfig:
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{k: v for k, v in vars(args).items() if k in names})
+    """The config of the command's flags, resolved (checked, the recipe's values filled in)."""
+    return resolve(RunConfig(**{k: v for k, v in vars(args).items() if k in FIELDS}))
 
 
 def cmd_generate(args) -> None:
@@ -87,14 +88,9 @@ def cmd_generate(args) -> None:
 def cmd_train(args) -> None:
     cfg = _config(args)
     out = Path(args.out) if args.out else run_dir(cfg)
-    if args.resume and out.is_dir() and (out / "metrics.json").exists():  # a finished run: report it
-        try:
-            theirs = RunConfig.from_dict(json.loads((out / "config.json").read_text())).key()
-        except (ValueError, OSError):  # TaskError is a ValueError
-            theirs = None
-        if theirs != cfg.key():
-            raise TaskError(f"{out} holds a finished run of other settings (see its config.json); choose another --out")
-        print((out / "metrics.json").read_text().strip())
+    finished = finished_metrics(out, cfg) if args.resume and out.is_dir() else None
+    if finished is not None:  # a finished run: report it
+        print(json.dumps(finished))
         return
     if args.resume and not out.exists():
         print(f"nexttok: no run in {out}: starting a new run there", file=sys.stderr)
@@ -162,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     be = sub.add_parser("bench", help="training, generation and sampling speed")
-    _add_config_flags(be, {f.name for f in dataclasses.fields(RunConfig)} - {"eval_every", "ckpt_every", "train_file", "test_file", "n_train"})
+    _add_config_flags(be, set(FIELDS) - {"eval_every", "ckpt_every", "train_file", "test_file", "n_train", "init_from",
+                                         "probe_gradients"})
     be.set_defaults(mode=None)  # forward for the speed figures, reverse for --to-result
     be.add_argument("--train-steps", type=int, default=10, help="training steps to time")
     be.add_argument("--to-result", action="store_true",

@@ -1,9 +1,11 @@
-"""One dataclass describes a run. The CLI flags, the notebooks' parameters and the run cache all map
-onto it; its hash names a cached run.
+"""One dataclass describes a run. The CLI flags, the notebooks' parameters, the sweeps and the run cache all map
+onto it; its hash names a cached run. This module is the package's ground floor: it imports nothing of nexttok.
 
-Fields that default to None are the recipe's (`nexttok.recipe`): left unset, they are derived from the
-task's shape, the model and the objective; set, the user's value wins. `resolved()` fills them in, and a
-run's config.json, its key and everything the loop reads are of the resolved config."""
+A field marked `recipe` that is None is the recipe's (`nexttok.recipe`): `nexttok.resolve.resolve` fills it in from
+the task's shape, the model and the objective, checks the config against what the package knows (objectives,
+models, the task's shape), and marks it resolved. Only a resolved config has a key and a config.json: the values
+the run trains with. A config read back from a run's config.json is resolved as it stands.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -12,27 +14,25 @@ import hashlib
 import json
 import math
 import os
+import reprlib
 import time
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .graphs import PathStar, TaskError
-from .models import MODELS, PRETRAINED
-from .objectives import MODES, OBJECTIVE_FIELDS, OBJECTIVE_MODELS
-from .objectives.diffusion import WEIGHTS as DIFFUSION_WEIGHTS
-from .recipe import recipe
+
+class TaskError(ValueError):
+    """Impossible task parameters, a bad config or malformed task data: the CLI prints it as a one-line error."""
+
+
+def _recipe():
+    """A field the recipe fills in where a config leaves it None."""
+    return field(default=None, metadata={"recipe": True})
+
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-# Fields written to config.json (and hashed into the key) only when they differ from these values, so a
-# field added later leaves the configs and keys of every earlier run unchanged. A None field that is not
-# the recipe's is also left out (weights, data files, the objectives' own settings under other modes).
-OMITTED_AT_DEFAULT = {"only_position": 0, "compile": False, "diffusion_weight": "token"}
-# Fields that say how a run is carried out, not what is run: left out of the key, free to change on resume.
-RUN_ONLY = ("ckpt_every", "device", "compile")
-# Bounds that keep a config inside what a machine can hold, so a typo is refused at once and never ends in
-# an allocation error minutes later.
+# Bounds that keep a config inside what a machine can hold, so a typo is refused at once and never ends in an
+# allocation error minutes later.
 MAX_SEQUENCE = 4096  # tokens of prefix + target a model reads
 MAX_TEST = 10_000_000
 MAX_TRAIN = 100_000_000
@@ -42,7 +42,7 @@ MAX_PARAMS = 1_000_000_000  # parameters of a gpt or mamba model (about 12 * lay
 SEEDS = (-(1 << 63), (1 << 64) - 1)  # the seeds torch.manual_seed takes
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     # task
     deg: int = 2
@@ -51,24 +51,24 @@ class RunConfig:
     mode: str = "forward"  # an objective: see nexttok.objectives
     only_position: int = 0  # grade this target position alone (1-based, in target order); 0 grades all
     # the objectives' own settings (None: the recipe's, for the mode that uses it)
-    mtp_heads: int | None = None  # mtp: output heads; head j predicts the token j places ahead
-    input_dropout: float | None = None  # dropout: probability that a target-side input is replaced by "$"
-    hybrid_fraction: float | None = None  # hybrid: the fraction of a batch's graphs that get a teacherless copy
-    diffusion_weight: str = "token"  # diffusion: "token" (mean over masked tokens) or "elbo" (1/r per sequence)
+    mtp_heads: int | None = _recipe()  # mtp: output heads; head j predicts the token j places ahead
+    input_dropout: float | None = _recipe()  # dropout: probability that a fed-back target token is replaced by "$"
+    hybrid_fraction: float | None = _recipe()  # hybrid: the fraction of a batch's graphs also given teacherless
+    diffusion_weight: str | None = _recipe()  # diffusion: "token" (mean over masked tokens) or "elbo" (1/r a sequence)
     # model (None: the recipe's)
     model: str = "gpt"  # gpt | mamba | a pretrained name (then layers, dim and heads are ignored)
-    layers: int | None = None
-    dim: int | None = None
-    heads: int | None = None
-    positions: str | None = None  # gpt: rope | learned (the authors' GPT learns absolute positions)
+    layers: int | None = _recipe()
+    dim: int | None = _recipe()
+    heads: int | None = _recipe()
+    positions: str | None = _recipe()  # gpt: rope | learned (the authors' GPT learns absolute positions)
     weights: str | None = None  # pretrained models: a local folder written by save_pretrained (default: the hub)
     init_from: str | None = None  # start from the weights of another run's checkpoint (a file or its run folder)
     # optimisation: AdamW, linear warm-up then cosine decay to min_lr_ratio * lr, over optimiser steps
-    steps: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
+    steps: int | None = _recipe()
+    batch_size: int | None = _recipe()
+    lr: float | None = _recipe()
     min_lr_ratio: float = 0.1
-    warmup: int | None = None
+    warmup: int | None = _recipe()
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     seed: int = 0
@@ -77,10 +77,11 @@ class RunConfig:
     n_test: int = 2048
     train_file: str | None = None
     test_file: str | None = None
-    # bookkeeping: every eval_every steps the first n_eval test graphs are evaluated (the history); at the
-    # end all n_test of them (the final metrics)
+    # bookkeeping: every eval_every steps the first n_eval test graphs are evaluated (the history); at the end
+    # all n_test of them (the final metrics)
     eval_every: int = 50
     n_eval: int = 512
+    probe_gradients: bool = False  # record each target position's gradient norm at every evaluation (a probe)
     ckpt_every: int = 250
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
@@ -88,105 +89,99 @@ class RunConfig:
 
     def __post_init__(self):
         _check_types(self)
-        present = lambda v: v is not None  # noqa: E731  (None: the recipe fills it in later)
+        given = lambda *names: [getattr(self, k) for k in names if getattr(self, k) is not None]  # noqa: E731
         checks = [
-            (self.mode in MODES, f"mode must be one of {', '.join(MODES)} (got {self.mode!r})"),
-            (self.model in MODELS, f"model must be one of {', '.join(MODELS)} (got {self.model!r})"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)} (got {self.device!r})"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})"),
-            (all(getattr(self, k) is None or getattr(self, k) >= 1 for k in ("layers", "dim", "heads")),
-             "layers, dim and heads must be positive"),
-            (self.weights is None or self.model in PRETRAINED, "--weights is for the pretrained models only"),
+            (all(v >= 1 for v in given("layers", "dim", "heads")), "layers, dim and heads must be positive"),
             (self.positions in (None, "rope", "learned"), f"positions must be rope or learned (got {self.positions!r})"),
-            (self.positions is None or self.model == "gpt", "--positions is for the gpt model only"),
-            (all(getattr(self, k) is None or getattr(self, k) >= 1 for k in ("steps", "batch_size")),
-             "steps and batch size must be positive"),
-            (self.batch_size is None or self.batch_size <= MAX_BATCH, f"batch size must be at most {MAX_BATCH:,}"),
-            (self.layers is None or self.layers <= MAX_LAYERS, f"layers must be at most {MAX_LAYERS}"),
+            (all(v >= 1 for v in given("steps", "batch_size")), "steps and batch size must be positive"),
+            (all(v <= MAX_BATCH for v in given("batch_size")), f"batch size must be at most {MAX_BATCH:,}"),
+            (all(v <= MAX_LAYERS for v in given("layers")), f"layers must be at most {MAX_LAYERS}"),
             (SEEDS[0] <= self.seed <= SEEDS[1], "seed must be in -2**63..2**64-1 (the seeds torch takes)"),
-            (not present(self.lr) or 0 < self.lr <= 1, f"lr must be in (0, 1] (got {self.lr})"),
+            (all(0 < v <= 1 for v in given("lr")), f"lr must be in (0, 1] (got {self.lr})"),
             (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
-            ((self.warmup is None or self.warmup >= 0) and self.weight_decay >= 0 and self.grad_clip >= 0,
+            (all(v >= 0 for v in given("warmup")) and self.weight_decay >= 0 and self.grad_clip >= 0,
              "warmup, weight decay and grad clip must be >= 0"),
             (0 <= self.n_train <= MAX_TRAIN, f"n_train must be in 0..{MAX_TRAIN:,}"),
             (1 <= self.n_test <= MAX_TEST, f"n_test must be in 1..{MAX_TEST:,}"),
             (self.n_eval >= 1, "n_eval must be positive"),
-            (0 <= self.only_position <= self.path_len, f"only_position must be 0 (all) or a target position 1..{self.path_len}"),
+            (0 <= self.only_position <= self.path_len,
+             f"only_position must be 0 (all) or a target position 1..{self.path_len}"),
             (self.eval_every >= 1 and self.ckpt_every >= 1, "eval_every and ckpt_every must be positive"),
-            (self.mtp_heads is None or self.mtp_heads >= 1, f"--mtp-heads must be at least 1 (got {self.mtp_heads})"),
-            (self.input_dropout is None or 0 <= self.input_dropout <= 1,
-             f"--input-dropout must be in [0, 1] (got {self.input_dropout})"),
-            (self.hybrid_fraction is None or 0 < self.hybrid_fraction <= 1,
+            (all(v >= 1 for v in given("mtp_heads")), f"--mtp-heads must be at least 1 (got {self.mtp_heads})"),
+            (all(0 <= v <= 1 for v in given("input_dropout")), f"--input-dropout must be in [0, 1] (got {self.input_dropout})"),
+            (all(0 < v <= 1 for v in given("hybrid_fraction")),
              f"--hybrid-fraction must be in (0, 1] (got {self.hybrid_fraction})"),
-            (self.diffusion_weight in DIFFUSION_WEIGHTS,
-             f"diffusion_weight must be one of {', '.join(DIFFUSION_WEIGHTS)} (got {self.diffusion_weight!r})"),
-            (self.init_from is None or self.model in ("gpt", "mamba"), "--init-from is for the gpt and mamba models"),
+            (self.diffusion_weight in (None, "token", "elbo"),
+             f"diffusion_weight must be token or elbo (got {self.diffusion_weight!r})"),
+            (not (self.train_file or self.test_file) or bool(self.train_file) == bool(self.test_file),
+             "give --train-file and --test-file together"),
         ]
-        for mode, models in OBJECTIVE_MODELS.items():
-            checks.append((self.mode != mode or self.model in models,
-                           f"--mode {mode} trains the {' or '.join(models)} model only (got --model {self.model})"))
-        for name, modes in OBJECTIVE_FIELDS.items():
-            checks.append((getattr(self, name) == FIELD_DEFAULTS[name] or self.mode in modes,
-                           f"--{name.replace('_', '-')} is for --mode {' or '.join(modes)} only"))
         problems = [msg for ok, msg in checks if not ok]
         if problems:
             raise TaskError("; ".join(problems))
-        if not (self.train_file or self.test_file):
-            task = self.task  # validates deg, path_len, num_nodes
-            if task.sequence_len > MAX_SEQUENCE:
-                raise TaskError(f"G({self.deg},{self.path_len}) is {task.sequence_len} tokens long; the models "
-                                f"here read at most {MAX_SEQUENCE}")
-            if self.n_train and not task.has_distinct_graphs(self.n_train + self.n_test):
-                raise TaskError(f"G({self.deg},{self.path_len}) with num_nodes={self.num_nodes} has only "
-                                f"{task.distinct_graphs:,} distinct graphs, fewer than n_train + n_test = "
-                                f"{self.n_train + self.n_test:,}; use more nodes or fewer graphs")
-        resolved = self.resolved()
-        if resolved.model == "gpt" and resolved.dim % resolved.heads:
-            raise TaskError(f"dim {resolved.dim} is not divisible by heads {resolved.heads}")
-        if resolved.model in ("gpt", "mamba"):
-            params = 12 * resolved.layers * resolved.dim ** 2 + 2 * (resolved.num_nodes + 4) * resolved.dim
-            if params > MAX_PARAMS:
-                raise TaskError(f"--layers {resolved.layers} --dim {resolved.dim} is a model of about {params:.2g} "
-                                f"parameters, more than the {MAX_PARAMS:,} this package trains")
 
+    # --- what a resolved config is ---
     @property
-    def task(self) -> PathStar:
-        return PathStar(self.deg, self.path_len, self.num_nodes)
+    def is_resolved(self) -> bool:
+        return self.__dict__.get("_resolved", False)
 
-    def resolved(self) -> "RunConfig":
-        """This config with every field left to the recipe filled in (the user's values kept)."""
-        unset = {k: v for k, v in recipe(self).items() if getattr(self, k) is None}
-        return dataclasses.replace(self, **unset) if unset else self
+    def mark_resolved(self) -> "RunConfig":
+        """Say that every recipe field this run uses is set (nexttok.resolve does it, after its checks)."""
+        object.__setattr__(self, "_resolved", True)
+        return self
 
     def to_dict(self) -> dict:
-        """The resolved config as config.json holds it."""
-        d = dataclasses.asdict(self.resolved())
+        """The resolved config as config.json holds it: a field at its omitted default (OMITTED_AT_DEFAULT) or None is
+        left out, so a field added later leaves the configs and keys of every earlier run unchanged."""
+        self._require_resolved()
+        d = dataclasses.asdict(self)
         return {k: v for k, v in d.items() if v is not None and OMITTED_AT_DEFAULT.get(k, object()) != v}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict, stored: bool = False) -> "RunConfig":
+        """A config from a mapping of field names (a sweep's, papermill's). stored=True: a run's config.json or a
+        committed row, which holds the resolved values (a field it leaves out is at its omitted default)."""
         if not isinstance(d, dict):
             raise TaskError(f"a config is a mapping of field names to values (got {type(d).__name__})")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
+        unknown = set(d) - set(FIELDS)
         if unknown:
-            raise TaskError(f"unknown config keys: {', '.join(sorted(map(str, unknown)))}")
-        return cls(**d)
+            raise TaskError(f"unknown config keys: {', '.join(sorted(map(str, unknown)))[:200]}")
+        cfg = cls(**({**OMITTED_AT_DEFAULT, **d} if stored else d))
+        return cfg.mark_resolved() if stored else cfg
 
     def key(self) -> str:
-        """A short hash of everything that defines the run. How often it checkpoints, which device runs it
-        and whether the step is compiled do not change what is run, so they are left out; data files
-        count by their contents, not their paths."""
+        """A short hash of everything that defines the run. How often it checkpoints, which device runs it and
+        whether the step is compiled do not change what is run, so they are left out; data files and the
+        checkpoint a run starts from count by their contents, not their paths. It is computed once, unless the
+        config names files, whose contents can change under it (their digests have a cache of their own)."""
+        if "_key" in self.__dict__:
+            return self.__dict__["_key"]
         d = self.to_dict()
         for k in RUN_ONLY:
             d.pop(k, None)
-        for k in ("train_file", "test_file", "init_from"):
-            if k in d:
-                d[k] = file_digest(checkpoint_file(d[k]) if k == "init_from" else d[k])
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        files = [k for k in ("train_file", "test_file", "init_from") if k in d]
+        for k in files:
+            d[k] = file_digest(checkpoint_file(d[k]) if k == "init_from" else d[k])
+        key = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        if not files:
+            object.__setattr__(self, "_key", key)
+        return key
+
+    def _require_resolved(self) -> None:
+        if not self.is_resolved:
+            raise TaskError("this config is not resolved: nexttok.resolve.resolve(cfg) fills in the recipe's values")
 
 
-FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+# the fields the recipe sets where a config leaves them None
+RECIPE_FIELDS = tuple(name for name, f in FIELDS.items() if f.metadata.get("recipe"))
+# Fields written to config.json (and hashed into the key) only when they differ from these values, so a field added
+# later leaves the configs and keys of every earlier run unchanged (its value here is what those runs did).
+OMITTED_AT_DEFAULT = {"only_position": 0, "compile": False, "probe_gradients": False, "diffusion_weight": "token"}
+# Fields that say how a run is carried out, not what is run: left out of the key, free to change on resume.
+RUN_ONLY = ("ckpt_every", "device", "compile")
 
 
 def checkpoint_file(path: str) -> str:
@@ -211,7 +206,7 @@ def _check_types(cfg: RunConfig) -> None:
         if not ok:
             want = " or ".join("a number" if k is float else f"an {k.__name__}" if k is int else f"a {k.__name__}"
                                for k in allowed if k is not type(None))
-            problems.append(f"{f.name} must be {want} (got {value!r})")
+            problems.append(f"{f.name} must be {want} (got {excerpt(value)})")
     if problems:
         raise TaskError("; ".join(problems))
 
@@ -224,6 +219,18 @@ def _is_a(value, kind) -> bool:
     if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 2, 4, 4, 4, 4
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 60, 60, 40
+
+
+def excerpt(value, limit: int = 80) -> str:
+    """A value as an error message quotes it: a bounded repr (a few items, two levels deep; a sweep's value can be
+    huge, and printing it whole can take gigabytes), cut at `limit` characters."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # a file changed this recently may change again within the file system's timestamp granularity, keeping its

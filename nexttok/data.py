@@ -9,6 +9,7 @@ import torch
 from .config import RunConfig
 from .distributed import Shard
 from .graphs import Graphs, PathStar, TaskError, read_file, sample, sample_distinct, seeded_generator
+from .resolve import task_of
 
 
 class OnlineData:
@@ -46,8 +47,6 @@ class FixedData:
 def load_data(cfg: RunConfig, device, shard: Shard = Shard()) -> tuple[OnlineData | FixedData, Graphs, PathStar]:
     """(train source, test graphs, task) for a run config; under torchrun, shard says which slice of
     each global batch this rank trains on."""
-    if bool(cfg.train_file) != bool(cfg.test_file):
-        raise TaskError("give --train-file and --test-file together")
     if cfg.train_file:
         train, task = read_file(cfg.train_file, cfg.num_nodes)
         test, test_task = read_file(cfg.test_file, cfg.num_nodes)
@@ -55,9 +54,9 @@ def load_data(cfg: RunConfig, device, shard: Shard = Shard()) -> tuple[OnlineDat
             raise TaskError(f"train file is G({task.deg},{task.path_len}) but test file is G({test_task.deg},{test_task.path_len})")
         if (task.deg, task.path_len) != (cfg.deg, cfg.path_len):
             raise TaskError(f"the data files hold G({task.deg},{task.path_len}) graphs: pass --deg {task.deg} --path-len {task.path_len}")
-        task = cfg.task
+        task = task_of(cfg)
         return FixedData(train.to(device), cfg.seed, cfg.batch_size, shard), test.to(device), task
-    task = cfg.task
+    task = task_of(cfg)
     if cfg.n_train:
         train, test = sample_distinct(task, [cfg.n_train, cfg.n_test], seeded_generator(cfg.seed, "data", device=device))
         return FixedData(train, cfg.seed, cfg.batch_size, shard), test, task

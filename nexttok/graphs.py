@@ -17,9 +17,7 @@ from pathlib import Path
 
 import torch
 
-
-class TaskError(ValueError):
-    """Impossible task parameters or malformed task data (the CLI prints it as a one-line error)."""
+from .config import TaskError
 
 
 def one_line(text: str, limit: int = 300) -> str:

@@ -8,13 +8,15 @@ import matplotlib.pyplot as plt
 import networkx as nx
 import seaborn as sns
 
-from .config import PRETRAINED, RunConfig
+from .config import RunConfig
 from .graphs import Graphs
+from .models import PRETRAINED
+from .resolve import resolve
 
 
-def scale_label(cfg: RunConfig | dict) -> str:
-    """The scale a figure's numbers come from: task, model, budget, data and seed (a config or config.json)."""
-    cfg = (RunConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg).resolved()
+def scale_label(cfg: RunConfig) -> str:
+    """The scale a figure's numbers come from: task, model, budget, data and seed."""
+    cfg = resolve(cfg)
     data = f"{cfg.n_train} train graphs" if cfg.n_train else "fresh graphs each step"
     graded = f"; loss on position {cfg.only_position} only" if cfg.only_position else ""
     # a pretrained model has its own size: name where its weights came from instead
@@ -48,7 +50,7 @@ def plot_curves(histories: dict[str, list[dict]], metric: str = "gen_accuracy", 
     sns.set_theme(style="whitegrid")
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     for label, history in histories.items():
-        ax.plot([h["step"] for h in history], [h[metric] for h in history], marker="o", label=label)
+        ax.plot(history["step"], history[metric], marker="o", label=label)
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle="--", label=f"chance 1/d = {chance:.2f}")
     ax.set_xlabel("optimiser step")
@@ -65,11 +67,10 @@ def plot_positions(history: list[dict], prefix: str = "tf_token_accuracy", title
     and gradient norms, which span orders of magnitude."""
     sns.set_theme(style="whitegrid")
     ax = ax or plt.subplots(figsize=(7, 4))[1]
-    positions = sorted(int(k.rsplit("_", 1)[1]) for k in history[0] if k.startswith(prefix + "_"))
-    palette = sns.color_palette("viridis", len(positions))
-    for colour, i in zip(palette, positions):
-        ax.plot([h["step"] for h in history], [h[f"{prefix}_{i}"] for h in history], marker="o", color=colour,
-                label=f"position {i}")
+    values = history[prefix]
+    palette = sns.color_palette("viridis", values.shape[1])
+    for i, colour in enumerate(palette, 1):
+        ax.plot(history["step"], values[:, i - 1], marker="o", color=colour, label=f"position {i}")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(prefix.replace("_", " "))
     if log:

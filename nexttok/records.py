@@ -1,27 +1,124 @@
-"""Tables and provenance: the CSVs a run and a sweep write, and the record of how each was produced.
+"""Run records, tables and provenance.
 
-This room sits below the training loop (train.py writes a run's history and provenance with it) and below
-the run cache (runs.py), so neither imports the other to reach it.
+`RunRecord` is the one shape of a finished run: its resolved config, final metrics, history and provenance.
+The run cache, the committed results and the tables all return it. A per-position metric is a list in
+`metrics` (position i at index i - 1) and a 2-D array in `history` (evaluations x positions); on disk, in
+history.csv and in a table's row, it is one column per position (`tf_token_accuracy_1`, ...).
 """
 from __future__ import annotations
 
 import csv
 import datetime
+import json
 import math
-import os
 import platform
+import re
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .config import RunConfig
-
+from .config import FIELDS, RUN_ONLY, RunConfig, TaskError
+from .graphs import one_line
+from .resolve import resolve
+from .rundir import write_atomic
 
 # columns of identifiers that may look like numbers (a config hash of digits only, "1234e5678901") and
 # must stay text
 TEXT_COLUMNS = ("key", "run", "commit")
+PROVENANCE = ("command", "commit", "device", "processes", "torch", "date", "wall_seconds")
+_POSITION = re.compile(r"(.+)_(\d+)$")
+
+
+class History(dict):
+    """A run's evaluations: metric name -> array over evaluations; a per-position metric is (evaluations, l)."""
+
+    @classmethod
+    def from_rows(cls, rows: list[dict]) -> "History":
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        out, grouped = cls(), {}
+        for name in columns:
+            m = _POSITION.match(name)
+            if m and f"{m[1]}_1" in columns:
+                grouped.setdefault(m[1], []).append(name)
+            else:
+                out[name] = np.array([_number(row.get(name)) for row in rows], dtype=float)
+        for name, cols in grouped.items():
+            out[name] = np.array([[_number(row.get(c)) for c in cols] for row in rows], dtype=float).reshape(len(rows), -1)
+        return out
+
+    def __len__(self) -> int:
+        return len(self["step"]) if "step" in self else 0
+
+    def first_step(self, metric: str, level: float, positions=None) -> int | None:
+        """The step of the first evaluation at which `metric` reached `level` (at every one of `positions`,
+        1-based, for a per-position metric); None if never."""
+        values = self[metric] if positions is None else self[metric][:, [i - 1 for i in positions]].min(1)
+        hits = np.nonzero(values >= level)[0]
+        return int(self["step"][hits[0]]) if len(hits) else None
+
+
+def _number(v):
+    return math.nan if v is None or v == "" else v
+
+
+@dataclass
+class RunRecord:
+    config: RunConfig  # resolved
+    metrics: dict
+    provenance: dict = field(default_factory=dict)
+    history: History | None = None  # None for a row of a committed table (tables keep final metrics only)
+    folder: Path | None = None
+
+    @property
+    def key(self) -> str:
+        return self.config.key()
+
+    def row(self) -> dict:
+        """The record as a table's row: run folder, key, config, final metrics (one column per position), provenance."""
+        return {"run": self.folder.name if self.folder else "", "key": self.key, **self.config.to_dict(),
+                **flatten(self.metrics), **self.provenance}
+
+    @classmethod
+    def from_row(cls, row: dict, where: str = "a table") -> "RunRecord":
+        """A record from a table's row (no history): config fields, metrics, provenance (a row's "device" is the
+        machine that ran it, not the config's device flag)."""
+        config = {k: v for k, v in row.items() if k in FIELDS and k not in RUN_ONLY and v is not None}
+        try:
+            cfg = resolve(RunConfig.from_dict(config, stored=True))
+        except TaskError as err:
+            raise TaskError(f"{where}: row {row.get('key', '?')} is not a run's config ({err})") from None
+        metrics = unflatten({k: v for k, v in row.items() if k not in FIELDS and k not in PROVENANCE + ("run", "key")})
+        metrics["steps"] = row.get("steps")  # a column of both the config and the metrics
+        return cls(cfg, metrics, {k: row[k] for k in PROVENANCE if k in row}, None,
+                   Path(row["run"]) if row.get("run") else None)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "RunRecord":
+        """A finished run folder: config.json, metrics.json, history.csv, provenance.json (if any)."""
+        folder = Path(folder)
+        config = read_json(folder / "config.json")
+        try:
+            cfg = resolve(RunConfig.from_dict(config, stored=True))
+        except TaskError as err:
+            raise TaskError(f"{folder}/config.json is not a run's config ({err})") from None
+        metrics = read_json(folder / "metrics.json")
+        provenance = read_json(folder / "provenance.json") if (folder / "provenance.json").exists() else {}
+        return cls(cfg, metrics, provenance, History.from_rows(read_table(folder / "history.csv")), folder)
+
+
+def read_json(path: Path) -> dict:
+    """A run folder's JSON file, or a TaskError that names the file."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise TaskError(f"{path}: not a readable run file ({one_line(err, 120)})") from None
+    if not isinstance(value, dict):
+        raise TaskError(f"{path}: not a run file (not a JSON object)")
+    return value
 
 
 def read_table(path: str | Path) -> list[dict]:
@@ -51,20 +148,29 @@ def flatten(record: dict) -> dict:
     return row
 
 
+def unflatten(row: dict) -> dict:
+    """flatten's inverse: columns name_1..name_l become one list."""
+    out, names = {}, set(row)
+    for k, v in row.items():
+        m = _POSITION.match(k)
+        if m and f"{m[1]}_1" in names:
+            out.setdefault(m[1], []).append(v)
+        else:
+            out[k] = v
+    return out
+
+
 def write_table(rows: list[dict], path: str | Path) -> None:
-    """rows (flattened) as CSV, written atomically (a temporary name unique to this process, then a
-    rename); columns in first-seen order."""
-    path = Path(path)
+    """rows (flattened) as CSV, written atomically; columns in first-seen order."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+
+    def write(tmp):
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomic(path, write)
 
 
 def finite_json(value):
@@ -101,11 +207,11 @@ def command_line(cfg: RunConfig) -> str:
     entry = Path(sys.argv[0])
     if entry.name == "nexttok" or (entry.name == "__main__.py" and entry.parent.name == "nexttok"):
         return " ".join(["nexttok"] + sys.argv[1:])
-    defaults = RunConfig(deg=cfg.deg, path_len=cfg.path_len, num_nodes=cfg.num_nodes, mode=cfg.mode,
-                         model=cfg.model).to_dict()
+    defaults = resolve(RunConfig(deg=cfg.deg, path_len=cfg.path_len, num_nodes=cfg.num_nodes, mode=cfg.mode,
+                                 model=cfg.model)).to_dict()
     flags = [f"--{k.replace('_', '-')} {v}" for k, v in cfg.to_dict().items() if v != defaults.get(k)]
     task = [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in ("deg", "path_len", "num_nodes", "mode", "model")
-            if getattr(cfg, k) != getattr(RunConfig, k)]
+            if getattr(cfg, k) != FIELDS[k].default]
     return " ".join(["nexttok train"] + task + [f for f in flags if f.split()[0] not in {t.split()[0] for t in task}])
 
 

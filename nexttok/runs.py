@@ -5,25 +5,28 @@ need the same run train it once, and a run that was interrupted continues from i
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from pathlib import Path
 
 from .config import RunConfig
 from .graphs import TaskError
-from .records import flatten, read_table
-from .train import FolderLocked, Run, train
+from .records import RunRecord, read_json
+from .resolve import resolve
+from .rundir import FolderLocked
+from .train import Run, train
 
 DEFAULT_ROOT = os.environ.get("NEXTTOK_RUNS", "runs")
 
 
 def run_dir(cfg: RunConfig, root: str | Path = DEFAULT_ROOT) -> Path:
+    cfg = resolve(cfg)
     return Path(root) / f"{cfg.mode}-{cfg.key()}"
 
 
-def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = True) -> dict:
-    """The run's metrics, history and provenance, training it (or finishing it) first if needed. When another
-    process is training the same run (two chapters, two shards), wait for it and take its result."""
+def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = True) -> RunRecord:
+    """The finished run, training it (or finishing it) first if needed. When another process is training the
+    same run (two chapters, two shards), wait for it and take its result."""
+    cfg = resolve(cfg)
     folder = run_dir(cfg, root)
     while not (folder / "metrics.json").exists():
         try:
@@ -36,18 +39,12 @@ def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = Tr
             # (setting a run up takes seconds): its result is this run's
             if not (folder / "metrics.json").exists():
                 raise
-    return load_run(folder)
+    return RunRecord.load(folder)
 
 
-def list_runs(root: str | Path = DEFAULT_ROOT) -> list[dict]:
-    """Every finished run in the cache, one flat row each: config, final metrics and provenance."""
-    return [flat_row(load_run(metrics.parent)) for metrics in sorted(Path(root).glob("*/metrics.json"))]
-
-
-def flat_row(run: dict) -> dict:
-    """One table row for a loaded run: its folder name, config hash, config, final metrics, provenance."""
-    key = RunConfig.from_dict(run["config"]).key()
-    return {"run": Path(run["dir"]).name, "key": key, **run["config"], **flatten(run["metrics"]), **run["provenance"]}
+def list_runs(root: str | Path = DEFAULT_ROOT) -> list[RunRecord]:
+    """Every finished run in the cache (or in a folder of committed run folders)."""
+    return [RunRecord.load(metrics.parent) for metrics in sorted(Path(root).glob("*/metrics.json"))]
 
 
 def load_trained(folder: str | Path) -> Run:
@@ -55,18 +52,6 @@ def load_trained(folder: str | Path) -> Run:
     folder = Path(folder)
     if not (folder / "checkpoint.pt").exists():
         raise TaskError(f"{folder} has no checkpoint.pt (committed results keep none): train the run to inspect its model")
-    run = Run(RunConfig.from_dict(json.loads((folder / "config.json").read_text())))
+    run = Run(RunConfig.from_dict(read_json(folder / "config.json"), stored=True))
     run.load(folder / "checkpoint.pt")
     return run
-
-
-def load_run(folder: str | Path) -> dict:
-    folder = Path(folder)
-    provenance = folder / "provenance.json"
-    return {
-        "dir": str(folder),
-        "config": json.loads((folder / "config.json").read_text()),
-        "metrics": json.loads((folder / "metrics.json").read_text()),
-        "history": read_table(folder / "history.csv"),
-        "provenance": json.loads(provenance.read_text()) if provenance.exists() else {},
-    }

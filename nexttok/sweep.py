@@ -13,19 +13,19 @@ value, so one part of a named sweep (`nexttok sweep grid --where deg=4`) runs an
 from __future__ import annotations
 
 import csv
-import dataclasses
 import itertools
 import json
 import math
 import sys
 from pathlib import Path
 
-from .config import RunConfig
+from .config import FIELDS, RunConfig
 from .graphs import TaskError, one_line, read_text
 from .recipe import PAPER_SCALE
 from .records import read_table, write_table
-from .runs import flat_row, get_run
-from .train import Interrupted
+from .resolve import resolve
+from .runs import get_run
+from .rundir import Interrupted
 
 # The paper's G(2,5) setting (nexttok.recipe.PAPER_SCALE): forward, reverse and teacherless; needs a GPU.
 PAPER = {"base": {"deg": 2, "path_len": 5, **PAPER_SCALE, "eval_every": 1000, "ckpt_every": 1000},
@@ -113,7 +113,7 @@ def load_sweep(spec: str) -> list[RunConfig]:
     configs = []
     for number, combo in enumerate(combos, 1):
         try:
-            configs.append(RunConfig.from_dict({**base, **combo}))
+            configs.append(resolve(RunConfig.from_dict({**base, **combo})))
         except TaskError as err:
             raise TaskError(f"{spec}: config {number} ({_describe(combo)}): {err}") from None
     keys = [_key_or_files(c) for c in configs]
@@ -126,7 +126,7 @@ def select(configs: list[RunConfig], where: list[str]) -> list[RunConfig]:
     """The configs whose fields have every FIELD=VALUE in `where` (VALUE read as JSON where it parses, so
     deg=4 and lr=2e-3 are numbers and mode=forward a string), compared with the config as it trains (a field the
     sweep leaves to the recipe has the recipe's value). Refuses an unknown field and a selection of none."""
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    fields = set(FIELDS)
     for term in where:
         field, eq, text = term.partition("=")
         if not eq or field not in fields:
@@ -135,7 +135,7 @@ def select(configs: list[RunConfig], where: list[str]) -> list[RunConfig]:
             value = json.loads(text)
         except ValueError:
             value = text
-        configs = [c for c in configs if getattr(c.resolved(), field) == value]
+        configs = [c for c in configs if getattr(c, field) == value]
         if not configs:
             raise TaskError(f"--where {' '.join(where)}: no config of the sweep has {field}={text}")
     return configs
@@ -196,7 +196,7 @@ def run_sweep(configs: list[RunConfig], out: str | Path, shard: tuple[int, int] 
         if progress:
             print(f"[shard {i}/{n}] run {number}/{len(mine)}: {name}", flush=True)
         try:
-            rows.append(flat_row(get_run(cfg, out / "runs", progress=progress)))
+            rows.append(get_run(cfg, out / "runs", progress=progress).row())
         except Interrupted:
             raise
         except (TaskError, OSError) as err:  # the run's own fault (its data, its divergence): the others still run

@@ -4,20 +4,13 @@ checkpoints that a resumed run continues from bit for bit (on the CPU).
 
 What the loop trains is the run's objective (`nexttok.objectives`): it asks the objective for the network,
 for each batch's loss and, through the evaluation, for what to grade; it never branches on a mode's name.
-
-A run folder is never shared: the process that trains in it holds a lock on it, writes every file under a
-name of its own first, and refuses a folder that holds another run or files that are not a run's.
+The run folder's services (its lock, atomic writes, the checkpoint's digest, signals) are `nexttok.rundir`'s.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import math
-import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -27,54 +20,17 @@ from tqdm.auto import tqdm
 from . import distributed
 from .config import RunConfig, checkpoint_file
 from .data import load_data
+from .devices import autocast, resolve_device, resolve_precision
 from .evaluate import evaluate
-from .graphs import TaskError, one_line, seeded_generator
+from .graphs import TaskError, seeded_generator
 from .mechanisms import position_gradient_norms
 from .objectives import objective
 from .records import finite_json, flatten, provenance, write_table
+from .resolve import resolve
+from .rundir import Interrupted, finish_step_on_signal, read_checkpoint, run_folder, save_checkpoint, write_text
 from .tokens import Vocab
 
-CHECKPOINT_KEYS = ("config", "model", "optimizer", "scaler", "step", "history", "train_seconds", "loss_sum",
-                   "loss_count", "digest")
-# what a run folder may hold: the run's own files (and their temporary names)
-RUN_FILES = ("config.json", "metrics.json", "history.csv", "provenance.json", "checkpoint.pt", ".lock")
 GRADIENT_GRAPHS = 256  # held-out graphs the per-position gradient norms are measured on
-
-
-class FolderLocked(TaskError):
-    """Another process holds the run folder's lock (it is training there)."""
-
-
-class Interrupted(TaskError):
-    """Training stopped on a signal after saving a checkpoint; `signum` says which signal."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TaskError("--device cuda was asked for but CUDA is not available")
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """auto: bf16 on a GPU that computes it natively (A100, H100, ...), fp16 with loss scaling on one that would
-    only emulate it (a T4, where bf16 is slow); fp32 on the CPU (exact and deterministic)."""
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
-    return "fp32"
-
-
-def autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def lr_at(step: int, cfg: RunConfig) -> float:
@@ -109,37 +65,12 @@ class TrainingLoss(torch.nn.Module):
         return self.objective.loss(self.model, graphs, self.vocab, generator)
 
 
-def state_digest(state) -> str:
-    """A SHA-256 of a checkpoint's contents (every tensor's bytes, every number), in a fixed order."""
-    h = hashlib.sha256()
-
-    def walk(obj):
-        if isinstance(obj, torch.Tensor):
-            t = obj.detach().cpu().contiguous()
-            h.update(f"tensor{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        elif isinstance(obj, dict):
-            for k in sorted(obj, key=repr):
-                h.update(repr(k).encode())
-                walk(obj[k])
-        elif isinstance(obj, (list, tuple)):
-            h.update(b"[")
-            for x in obj:
-                walk(x)
-            h.update(b"]")
-        else:
-            h.update(repr(obj).encode())
-
-    walk(state)
-    return h.hexdigest()
-
-
 class Run:
     """A model, its data and its optimiser, set up from a config: what train() drives and what a
     notebook inspects."""
 
     def __init__(self, cfg: RunConfig):
-        self.cfg = cfg = cfg.resolved()
+        self.cfg = cfg = resolve(cfg)
         self.objective = objective(cfg)
         self.shard, device_name = distributed.setup(cfg.device)
         if cfg.batch_size % self.shard.world:
@@ -207,7 +138,7 @@ class Run:
 
     # --- checkpoints ---
     def state(self) -> dict:
-        state = {
+        return {
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -218,28 +149,21 @@ class Run:
             "loss_sum": self.loss_sum.item(),
             "loss_count": self.loss_count,
         }
-        return {**state, "digest": state_digest(state)}
 
     def save(self, path: Path) -> None:
-        """Atomically: a temporary name of this process's own, then a rename, so an interrupted save never
-        leaves a broken checkpoint and two processes never write the same file."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            torch.save(self.state(), tmp)
-            os.replace(tmp, path)
-        except RuntimeError as err:  # torch reports a full disk as RuntimeError
-            raise OSError(f"could not write the checkpoint {path} ({one_line(err)}); is the disk full?") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_checkpoint(self.state(), path)
 
     def load(self, path: Path) -> None:
         """Resume from a checkpoint (`read_checkpoint`); it must be a checkpoint of this run's config (device and
         checkpoint interval aside)."""
-        state = read_checkpoint(path, self.device, self.model)
         try:
-            saved = RunConfig.from_dict(state["config"])
+            state = read_checkpoint(path, self.device, self.model)
         except TaskError as err:
-            raise TaskError(f"{path} holds a config this version cannot read ({err})") from None
+            raise TaskError(f"{err}; delete it to start over") from None
+        try:
+            saved = resolve(RunConfig.from_dict(state["config"], stored=True))
+        except TaskError as err:
+            raise TaskError(f"{path} holds a config this version cannot read ({err}); delete it to start over") from None
         if saved.key() != self.cfg.key():
             mine = self.cfg.to_dict()
             changed = sorted(k for k in set(state["config"]) | set(mine) if state["config"].get(k) != mine.get(k))
@@ -263,111 +187,6 @@ class Run:
         if not bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()):
             raise TaskError(f"training diverged by step {self.step}: the weights are not finite (lr {self.cfg.lr:g}); "
                             "nothing after the last good checkpoint is kept; lower --lr")
-
-
-def read_checkpoint(path: Path, device, model) -> dict:
-    """A checkpoint, read as data only (never as code: weights_only), its digest checked, and its weights of
-    `model`'s names and shapes."""
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # a truncated, empty, corrupt, missing or foreign file: torch raises many kinds
-        raise TaskError(f"{path} is not a readable checkpoint ({type(err).__name__}: {one_line(err, 200)}); "
-                        "delete it to start over") from None
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise TaskError(f"{path} is not a nexttok checkpoint (missing {', '.join(missing)}); delete it to start over")
-    if state_digest({k: v for k, v in state.items() if k != "digest"}) != state["digest"]:
-        raise TaskError(f"{path} is corrupt (its contents do not match its digest); delete it to start over")
-    mine = model.state_dict()
-    weights = state["model"] if isinstance(state["model"], dict) else {}
-    wrong = sorted(set(mine) ^ set(weights)) + sorted(
-        k for k in set(mine) & set(weights)
-        if not isinstance(weights[k], torch.Tensor) or weights[k].shape != mine[k].shape)
-    if wrong:
-        raise TaskError(f"{path} holds weights of another model ({len(wrong)} differ in name or shape, e.g. "
-                        f"{one_line(wrong[0], 80)}): the model, its size and the task's vocabulary must match")
-    return state
-
-
-STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
-
-
-@contextlib.contextmanager
-def finish_step_on_signal():
-    """Ctrl-C (SIGINT), and the SIGTERM / SIGHUP that Slurm, docker and `timeout` send, set a flag instead of
-    raising inside a step, so the loop can save a consistent checkpoint after the step it was in, then stop."""
-    flag = {"signum": None}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = {s: signal.signal(s, lambda signum, _: flag.update(signum=signum)) for s in STOP_SIGNALS}
-    try:
-        yield flag
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-@contextlib.contextmanager
-def run_folder(out: Path | None, cfg: RunConfig, resume: bool, main: bool):
-    """Claim the run folder `out` for this process: lock it, and refuse a folder that another process is
-    training in, that holds a finished or other run (unless resuming it), or that holds files a run does not
-    write. A refused folder is left as it was (no lock file is added to a folder of someone else's files).
-    Yields the checkpoint path (None when there is no folder); the caller writes config.json once it has
-    read the checkpoint, so a refused resume leaves the folder's config as it was."""
-    if out is None:
-        yield None
-        return
-    ckpt = out / "checkpoint.pt"
-    if not main:
-        yield ckpt
-        return
-    if out.exists() and not out.is_dir():
-        raise TaskError(f"--out {out} is a file, not a folder")
-    if out.is_dir():
-        _check_folder(out, cfg, resume, locked=False)  # a folder of someone's own files gets no lock file
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FolderLocked(f"another process is training in {out}; wait for it or choose another --out") from None
-        _check_folder(out, cfg, resume, locked=True)
-        yield ckpt
-
-
-def _check_folder(out: Path, cfg: RunConfig, resume: bool, locked: bool) -> None:
-    """Refuse a folder that holds files a run does not write, a config.json that is not a run's, or a finished
-    run; once the folder is locked (no other process is training in it), also a run to continue without
-    --resume, or a run of another config that stopped before its first checkpoint."""
-    ckpt = out / "checkpoint.pt"
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.endswith(".tmp"))
-    if foreign:
-        raise TaskError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:5])}); choose an "
-                        "empty or new folder")
-    if (out / "metrics.json").exists():  # written last, so no process is training here any more
-        raise TaskError(f"{out} holds a finished run (--resume reports it); choose another --out for a new one")
-    # a config.json beside no checkpoint: the user's own file, or a run that stopped before its first checkpoint
-    # (beside a checkpoint, the checkpoint's own config is checked when it is loaded)
-    if (out / "config.json").exists() and not ckpt.exists():
-        try:
-            theirs = RunConfig.from_dict(json.loads((out / "config.json").read_text())).key()
-        except (ValueError, TaskError, OSError):  # not JSON, not a config, not readable, a data file gone
-            raise TaskError(f"{out}/config.json is not a run's config; choose another --out") from None
-        if locked and theirs != cfg.key():
-            raise TaskError(f"{out}/config.json is not this run's config; choose another --out")
-    if locked and ckpt.exists() and not resume:
-        raise TaskError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a file atomically under a temporary name of this process's own."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> tuple[Run, dict]:
@@ -415,8 +234,9 @@ def _loop(run: Run, ckpt: Path | None, progress: bool) -> None:
                     # the history evaluates the first n_eval test graphs; the last evaluation all of them
                     graphs = run.test if run.step == cfg.steps else run.test[: cfg.n_eval]
                     metrics = run.evaluate(graphs)
+                    probe = {"grad_norm_by_position": run.gradient_norms()} if cfg.probe_gradients else {}
                     run.history.append({"step": run.step, "lr": lr_at(run.step - 1, cfg), "train_loss": train_loss,
-                                        **metrics, "grad_norm_by_position": run.gradient_norms()})
+                                        **metrics, **probe})
                     bar.set_postfix(loss=f"{train_loss:.3f}", gen_acc=f"{metrics['gen_accuracy']:.2f}")
             run.train_seconds += time.perf_counter() - started
             bar.update(1)

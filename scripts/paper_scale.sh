@@ -60,11 +60,10 @@ for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
 "$PYTHON" - "$OUT" <<'EOF'
 import sys
 from pathlib import Path
-from nexttok.records import write_table
-from nexttok.runs import flat_row, load_run
+from nexttok.records import RunRecord, write_table
 
 out = Path(sys.argv[1])
-rows = [flat_row(load_run(out / "runs" / mode)) for mode in ("forward", "reverse", "teacherless")]
+rows = [RunRecord.load(out / "runs" / mode).row() for mode in ("forward", "reverse", "teacherless")]
 write_table(rows, out / "paper_scale.csv")
 for r in rows:
     print(f"{r['mode']:>11}: gen_accuracy {r['gen_accuracy']:.3f}, teacher-forced by position "

@@ -4,7 +4,7 @@ import signal
 import pytest
 import torch
 
-from nexttok import PathStar, RunConfig, sample, seeded_generator
+from nexttok import PathStar, RunConfig, resolve, sample, seeded_generator
 
 
 @pytest.fixture
@@ -18,11 +18,11 @@ def graphs(task):
 
 
 def tiny_config(**overrides) -> RunConfig:
-    """A run small enough for a unit test: a few seconds on one core."""
+    """A run small enough for a unit test (a few seconds on one core), resolved."""
     base = dict(deg=2, path_len=4, num_nodes=12, layers=1, dim=32, heads=2, steps=8, batch_size=32,
                 warmup=2, n_test=64, eval_every=4, ckpt_every=4, device="cpu")
     base.update(overrides)
-    return RunConfig(**base)
+    return resolve(RunConfig(**base))
 
 
 @pytest.fixture(autouse=True)

@@ -4,31 +4,26 @@ import dataclasses
 import pytest
 
 from nexttok.chapter import (Precondition, assert_first_decision, cell_label, cells_not_learned, committed, committed_run,
-                             describe, first_step, from_parameters, later_positions_fit, require_budget, require_fit,
-                             require_learned, results_path)
+                             describe, from_parameters, require_budget, require_fit, require_learned, results_path,
+                             unfit_positions)
 from nexttok.config import RunConfig
-from nexttok.records import read_table
+from nexttok.records import RunRecord
 from nexttok.recipe import PAPER_SCALE, under_trained_fix
+from nexttok.resolve import resolve
 
 from conftest import tiny_config
 
 
-def test_first_step_finds_the_first_evaluation_at_the_level():
-    history = [{"step": 100, "acc": 0.2}, {"step": 200, "acc": 0.95}, {"step": 300, "acc": 0.9}, {"step": 400, "acc": 1.0}]
-    assert first_step(history, "acc", 0.95) == 200 and first_step(history, "acc", 0.2) == 100
-    assert first_step(history, "acc", 1.01) is None
+def record(metrics: dict, **config) -> RunRecord:
+    return RunRecord(resolve(RunConfig(**config)), metrics)
 
 
-def test_first_step_with_several_keys_waits_for_all_of_them():
-    history = [{"step": 100, "a": 1.0, "b": 0.5}, {"step": 200, "a": 0.9, "b": 1.0}, {"step": 300, "a": 1.0, "b": 1.0}]
-    assert first_step(history, ["a", "b"], 0.95) == 300 and first_step(history, ["a"], 0.95) == 100
-
-
-def test_parameters_cell_to_config():
-    params = {"deg": 3, "path_len": 4, "lr": None, "seed": 2, "recompute": False, "shorter": [3, 4]}
-    cfg = from_parameters(params, mode="reverse")
+def test_parameters_given_by_name_to_config():
+    cfg = from_parameters(deg=3, path_len=4, lr=None, seed=2, mode="reverse")
     assert (cfg.deg, cfg.path_len, cfg.seed, cfg.mode) == (3, 4, 2, "reverse")
-    assert cfg.lr is None and cfg.resolved().lr == RunConfig(deg=3, path_len=4).resolved().lr  # the recipe's
+    assert cfg.lr is None and resolve(cfg).lr == resolve(RunConfig(deg=3, path_len=4)).lr  # the recipe's
+    with pytest.raises(Precondition, match="unexpected keyword argument 'recompute'.*RunConfig fields"):
+        from_parameters(deg=3, recompute=False)
 
 
 def test_committed_rows_of_these_configs(tmp_path, monkeypatch):
@@ -37,12 +32,16 @@ def test_committed_rows_of_these_configs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(chapter, "RESULTS", tmp_path)
     cfg = tiny_config()
-    rows = [{"key": dataclasses.replace(cfg, seed=s).key(), "seed": s, "gen_accuracy": s / 10} for s in (0, 3)]
-    rows.append({"key": dataclasses.replace(cfg, seed=1, lr=1e-4).key(), "seed": 1, "gen_accuracy": 0.9})  # another config
+    row = lambda c, acc: {"key": resolve(c).key(), **resolve(c).to_dict(), "gen_accuracy": acc, "tf_token_accuracy_1": 1.0,  # noqa: E731
+                          "tf_token_accuracy_2": acc, "commit": "abc", "device": "cpu (x86_64, 1 threads)"}
+    rows = [row(dataclasses.replace(cfg, seed=s), s / 10) for s in (0, 3)]
+    rows.append(row(dataclasses.replace(cfg, seed=1, lr=1e-4), 0.9))  # another config
     write_table(rows, tmp_path / "results.csv")
     wanted = [dataclasses.replace(cfg, seed=s) for s in (0, 1, 3)]
     found = committed("results.csv", wanted, required=False)
-    assert [r["seed"] for r in found] == [0, 3] and found[1]["gen_accuracy"] == 0.3
+    assert [r.config.seed for r in found] == [0, 3] and found[1].metrics["gen_accuracy"] == 0.3
+    assert found[1].metrics["tf_token_accuracy"] == [1.0, 0.3] and found[1].provenance["commit"] == "abc"
+    assert found[1].provenance["device"].startswith("cpu (") and found[1].config.device == "auto"  # not the machine: how a run computes is not in its row
     with pytest.raises(Precondition, match="has no row for 1 of 3 configs"):
         committed("results.csv", wanted)
     with pytest.raises(Precondition, match="no committed run"):
@@ -50,21 +49,22 @@ def test_committed_rows_of_these_configs(tmp_path, monkeypatch):
 
 
 def test_committed_results_ship_with_the_package():
-    assert results_path().is_dir() and results_path("README.md").exists()
-    assert results_path().parent.name == "nexttok"
+    assert results_path("README.md").is_file()
+    import tomllib
+    from pathlib import Path
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "results/**/*" in project["tool"]["setuptools"]["package-data"]["nexttok"]
 
 
 def test_preconditions_name_the_fix():
-    run = {"config": {"steps": 3000, "mode": "forward", "deg": 4, "path_len": 6, "num_nodes": 20, "seed": 1,
-                      "model": "gpt"},
-           "metrics": {"tf_token_accuracy": [1.0, 0.3, 0.5, 1.0, 1.0, 1.0], "gen_accuracy": 0.25}}
+    metrics = {"tf_token_accuracy": [1.0, 0.3, 0.5, 1.0, 1.0, 1.0], "gen_accuracy": 0.25}
+    run = record(metrics, steps=3000, deg=4, path_len=6, num_nodes=25, seed=1)
     with pytest.raises(Precondition, match=r"positions \[3\] are not fit after 3000 steps.*under-trained for forward "
-                                           r"G\(4,6\) with N=20, seed 1: at degree 4 .*raise steps"):
-        require_fit(run, range(3, 7))
+                                           r"G\(4,6\) with N=25, seed 1: some seeds sit on a plateau.*another seed"):
+        require_fit(run)
     require_fit(run, range(4, 7))
     # the fix follows the measurements: at degree 3 more steps at the recipe's lr do not leave a plateau, another lr does
-    reverse = {"config": {**run["config"], "mode": "reverse", "deg": 3, "steps": 1200},
-               "metrics": {**run["metrics"], "gen_accuracy": 0.936}}
+    reverse = record({**metrics, "gen_accuracy": 0.936}, mode="reverse", deg=3, path_len=6, steps=1200)
     with pytest.raises(Precondition, match=r"reverse run has not learned after 1200 steps \(gen_accuracy 0.94 < 0.95\).*"
                                            r"reverse G\(3,6\).*set lr 2e-3 and steps 3000"):
         require_learned(reverse)
@@ -77,23 +77,22 @@ def test_preconditions_name_the_fix():
     assert require_budget([RunConfig(device="cpu")]) < 5 * 60  # the default run fits easily
     # a run the recipe is measured not to train far enough is refused before it trains, unless steps are set
     alone = RunConfig(deg=4, path_len=5, only_position=2)
-    with pytest.raises(Precondition, match=r"degree 4 a run on position 2 alone is not learned.*set steps"):
+    with pytest.raises(Precondition, match=r"degree 4 a run on one position alone is not learned.*set steps"):
         require_budget([RunConfig(deg=4, path_len=5), alone])
     require_budget([dataclasses.replace(alone, steps=100)])
-    with pytest.raises(Precondition, match=r"degree 3 and l = 6 a run on position 2 alone is not learned"):
+    with pytest.raises(Precondition, match=r"degree 3 from l = 6 on a run on one position alone ends below"):
         require_budget([RunConfig(deg=3, path_len=6, only_position=2)])
     require_budget([RunConfig(deg=3, path_len=5, only_position=2)])  # measured to reach the guess among 3 children
     require_budget([dataclasses.replace(alone, deg=3)])
 
 
 def test_scale_paper_moves_a_chapter_to_the_papers_model_and_data_in_one_line():
-    cfg = from_parameters({"deg": 2, "path_len": 5, "num_nodes": 20, "seed": 1, "scale": "paper", "other": 3},
-                          mode="reverse").resolved()
+    cfg = resolve(from_parameters(deg=2, path_len=5, num_nodes=20, seed=1, scale="paper", mode="reverse"))
     assert {k: getattr(cfg, k) for k in PAPER_SCALE} == PAPER_SCALE
     assert (cfg.mode, cfg.seed, cfg.deg) == ("reverse", 1, 2)  # the task, seed and mode stay the chapter's
-    assert from_parameters({"num_nodes": 20, "scale": "cpu"}).num_nodes == 20
+    assert from_parameters(num_nodes=20, scale="cpu").num_nodes == 20
     with pytest.raises(Precondition, match="scale must be"):
-        from_parameters({"scale": "huge"})
+        from_parameters(scale="huge")
     with pytest.raises(Precondition, match="on a 2-core CPU"):  # on a CPU it is refused before it trains
         require_budget([dataclasses.replace(cfg, device="cpu")])
 
@@ -101,7 +100,7 @@ def test_scale_paper_moves_a_chapter_to_the_papers_model_and_data_in_one_line():
 def test_describe_names_the_scale_and_the_metrics_of_a_run():
     metrics = {"gen_accuracy": 0.5, "first_decision_accuracy": 0.5, "on_some_arm": 1.0, "tf_loss": 0.1,
                "train_seconds": 3.0, "tf_token_accuracy": [1.0, 0.5, 1.0], "gen_token_accuracy": [1.0, 0.5, 0.5]}
-    text = describe({"config": RunConfig(path_len=3).resolved().to_dict(), "metrics": metrics})
+    text = describe(record(metrics, path_len=3))
     assert text.splitlines()[0].startswith("G(2,3), N=20; gpt 2x96")
     assert "'gen_accuracy': 0.5" in text and "by position: [1.0, 0.5, 1.0]" in text
 
@@ -135,7 +134,7 @@ def test_cell_label_names_shape_model_lr_and_budget_not_the_seed():
 
 
 def test_a_cell_is_learned_when_more_than_half_its_seeds_are():
-    row = lambda d, l, acc: {"deg": d, "path_len": l, "gen_accuracy": acc}  # noqa: E731
+    row = lambda d, l, acc: record({"gen_accuracy": acc}, deg=d, path_len=l, num_nodes=25)  # noqa: E731
     rows = [row(2, 5, 1.0), row(2, 5, 0.99), row(2, 5, 0.2),  # 2 of 3
             row(4, 3, 0.25), row(4, 3, 0.96), row(4, 3, 0.94),  # 1 of 3
             row(3, 6, 0.95), row(3, 6, 0.5)]  # 1 of 2 is not most
@@ -144,13 +143,11 @@ def test_a_cell_is_learned_when_more_than_half_its_seeds_are():
     assert cells_not_learned([]) == []
 
 
-def test_later_positions_fit_asks_every_position_from_3_to_l_of_the_rows_own_path_length():
-    row = {"path_len": 5, "tf_token_accuracy_1": 1.0, "tf_token_accuracy_2": 0.5, "tf_token_accuracy_3": 0.99,
-           "tf_token_accuracy_4": 0.96, "tf_token_accuracy_5": 0.95, "tf_token_accuracy_6": 0.0}
-    assert later_positions_fit(row)  # positions 1 and 2 and any column past l do not count
-    assert not later_positions_fit({**row, "tf_token_accuracy_4": 0.949})
-    assert not later_positions_fit({**row, "path_len": 6})  # now position 6 counts
-    assert later_positions_fit({**row, "tf_token_accuracy_4": 0.9}, level=0.9)
-    rows = read_table(results_path("grid.csv"))  # the committed grid: some degree-3 forward runs have not fit
-    assert all(later_positions_fit(r) for r in rows if r["mode"] == "reverse" and r["gen_accuracy"] >= 0.95)
-    assert not all(later_positions_fit(r) for r in rows if r["mode"] == "forward")
+def test_unfit_positions_are_those_from_3_to_l_of_the_runs_own_path_length_below_the_level():
+    acc = [1.0, 0.5, 0.99, 0.96, 0.95]
+    assert unfit_positions(record({"tf_token_accuracy": acc}, path_len=5)) == []  # positions 1 and 2 do not count
+    assert unfit_positions(record({"tf_token_accuracy": [*acc[:3], 0.949, 0.95]}, path_len=5)) == [4]
+    assert unfit_positions(record({"tf_token_accuracy": acc}, path_len=5), [2, 3]) == [2]
+    assert unfit_positions(record({"tf_token_accuracy": [*acc[:3], 0.9, 0.95]}, path_len=5), level=0.9) == []
+    grid = committed("grid.csv", [])  # read through the same reader as every chapter
+    assert grid == []

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nexttok.runs import load_run
+from nexttok.records import RunRecord
 
 FLAGS = ["--deg", "2", "--path-len", "4", "--num-nodes", "12", "--layers", "1", "--dim", "32", "--heads", "2",
          "--batch-size", "32", "--warmup", "2", "--eval-every", "1", "--ckpt-every", "4", "--n-test", "64", "--device", "cpu",
@@ -29,14 +29,13 @@ def test_two_processes_follow_the_single_process_loss_curve(tmp_path, n_train):
     nexttok("--steps", 8, "--n-train", n_train, "--out", tmp_path / "one")
     r = nexttok("--steps", 8, "--n-train", n_train, "--out", tmp_path / "two", procs=2)
     assert r.stdout.count("gen_accuracy") == 1  # one rank reports
-    one, two = load_run(tmp_path / "one"), load_run(tmp_path / "two")
-    assert two["provenance"]["processes"] == 2 and one["provenance"]["processes"] == 1
+    one, two = RunRecord.load(tmp_path / "one"), RunRecord.load(tmp_path / "two")
+    assert two.provenance["processes"] == 2 and one.provenance["processes"] == 1
     # the same global batches, so the same curve up to the order of float additions in the all-reduce
-    assert len(one["history"]) == len(two["history"]) == 8
-    for a, b in zip(one["history"], two["history"]):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
-        assert b["tf_loss"] == pytest.approx(a["tf_loss"], rel=1e-4)
-    assert one["history"][-1]["train_loss"] < one["history"][0]["train_loss"]  # it did train
+    assert len(one.history) == len(two.history) == 8
+    for metric in ("train_loss", "tf_loss"):
+        assert two.history[metric] == pytest.approx(one.history[metric], rel=1e-4)
+    assert one.history["train_loss"][-1] < one.history["train_loss"][0]  # it did train
     # only rank 0 wrote, and only the run's own files (and the lock it held on the folder)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
         ".lock", "checkpoint.pt", "config.json", "history.csv", "metrics.json", "provenance.json"]
@@ -54,6 +53,6 @@ def test_killed_two_process_run_resumes_to_the_same_metrics(tmp_path):
     proc.wait()
     assert (killed / "checkpoint.pt").exists() and not (killed / "metrics.json").exists()
     nexttok("--steps", 40, "--out", killed, "--resume", procs=2)
-    a, b = load_run(straight), load_run(killed)
-    assert a["metrics"] | {"train_seconds": 0} == b["metrics"] | {"train_seconds": 0}
-    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    a, b = RunRecord.load(straight), RunRecord.load(killed)
+    assert a.metrics | {"train_seconds": 0} == b.metrics | {"train_seconds": 0}
+    assert a.history["train_loss"].tolist() == b.history["train_loss"].tolist()

@@ -10,11 +10,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "nexttok"
 # lowest first; a module may import from any lower layer (and, inside a subpackage, from its own layer)
 LAYERS = [
+    {"config"},
     {"graphs", "recipe"},
     {"tokens"},
     {"models"},
     {"objectives"},
-    {"config"},
+    {"resolve"},
+    {"rundir", "devices"},
     {"records", "distributed", "evaluate", "mechanisms", "baseline", "plots"},
     {"data", "explorer"},
     {"train"},
@@ -51,6 +53,11 @@ def imported_rooms(path: Path) -> list[tuple[str, int, bool]]:
             else:  # from . import x
                 out += [(a.name, node.lineno, id(node) not in inside) for a in node.names]
     return out
+
+
+def test_config_is_the_ground_floor():
+    """RunConfig imports nothing of the package: a script can build, read and hash configs without torch."""
+    assert imported_rooms(PACKAGE / "config.py") == []
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))

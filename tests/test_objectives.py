@@ -1,13 +1,17 @@
 """Each objective on its own: what it may see (no information leaks), its masks and decoding on inputs built by
 hand, and that its loss falls on a tiny run."""
+import dataclasses
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nexttok import PathStar, RunConfig, sample, seeded_generator
 from nexttok.objectives import OBJECTIVES, make_view, objective
 from nexttok.objectives.belief_state import pairs
 from nexttok.tokens import Vocab, prefix_len
-from nexttok.train import Run
+from nexttok.resolve import resolve
+from nexttok.train import Run, train
 
 from conftest import tiny_config
 
@@ -17,7 +21,7 @@ P, L = prefix_len(TASK.num_edges), TASK.path_len
 
 
 def setup(mode, **extra):
-    cfg = RunConfig(mode=mode, deg=2, path_len=4, num_nodes=12, layers=2, dim=32, heads=2, **extra).resolved()
+    cfg = resolve(RunConfig(mode=mode, deg=2, path_len=4, num_nodes=12, layers=2, dim=32, heads=2, **extra))
     torch.manual_seed(0)
     obj = objective(cfg)
     model = obj.build(cfg, VOCAB, TASK).eval()
@@ -90,7 +94,7 @@ def test_token_dropout_replaces_fed_back_tokens_only():
     dropped = fed == VOCAB.dummy
     assert torch.equal(fed[~dropped], clean[:, P:][~dropped]) and 0.3 < dropped.float().mean() < 0.7
     for p, expect in ((0.0, clean), (1.0, make_view(graphs, VOCAB, "teacherless")[0])):
-        obj.cfg.input_dropout = p
+        obj.cfg = dataclasses.replace(obj.cfg, input_dropout=p)
         assert torch.equal(obj.inputs(graphs, VOCAB, torch.Generator().manual_seed(0))[0], expect)
 
 
@@ -113,6 +117,59 @@ def test_diffusion_masks_by_hand_and_never_reads_a_masked_token():
         c = model(obj.masked(obj.sequence(with_target(graphs, 4, other_labels(graphs, 4)), VOCAB), mask, VOCAB),
                   n_out=L, causal=False)
     assert not torch.allclose(a[:, 1], c[:, 1])
+
+
+def test_diffusion_elbo_weighs_each_sequence_by_one_over_its_rate_by_hand():
+    """The ELBO weighting: each sequence's masked cross-entropy summed, over r * l (r floored at 1/l); the token
+    weighting: the mean over every masked token of the batch. Both from the same draw of rates and masks."""
+    obj, model, graphs = setup("diffusion", diffusion_weight="elbo")
+    seq, n = obj.sequence(graphs, VOCAB), len(graphs)
+    draw = torch.Generator().manual_seed(3)
+    rate = 1 - torch.rand(n, 1, generator=draw)
+    mask = torch.rand(n, L, generator=draw) < rate
+    with torch.no_grad():
+        ce = F.cross_entropy(model(obj.masked(seq, mask, VOCAB), n_out=L, causal=False).transpose(1, 2), seq[:, -L:],
+                             reduction="none")
+        elbo = obj.loss(model, graphs, VOCAB, torch.Generator().manual_seed(3))
+        token = objective(dataclasses.replace(obj.cfg, diffusion_weight="token")).loss(
+            model, graphs, VOCAB, torch.Generator().manual_seed(3))
+    by_hand = torch.stack([ce[i][mask[i]].sum() / (max(rate[i, 0].item(), 1 / L) * L) for i in range(n)]).mean()
+    assert torch.allclose(elbo, by_hand, atol=1e-5)
+    assert torch.allclose(token, ce[mask].mean(), atol=1e-5) and not torch.allclose(elbo, token)
+
+
+def test_hybrid_loss_is_the_mean_over_teacher_forced_sequences_and_teacherless_copies():
+    obj, model, graphs = setup("hybrid", hybrid_fraction=0.25)  # 16 graphs: 4 copies
+    forced, targets = make_view(graphs, VOCAB, "forward")
+    copies = make_view(graphs[:4], VOCAB, "teacherless")[0]
+    with torch.no_grad():
+        ce = torch.cat([F.cross_entropy(model(x, n_out=L).transpose(1, 2), t, reduction="none")
+                        for x, t in ((forced, targets), (copies, targets[:4]))])
+        assert torch.allclose(obj.loss(model, graphs, VOCAB), ce.mean(), atol=1e-5)
+    assert ce.shape == (20, L)
+    # graded and decoded as teacherless: one pass from the prefix with "$" inputs
+    teacherless = objective(resolve(RunConfig(mode="teacherless", deg=2, path_len=4, num_nodes=12, layers=2, dim=32,
+                                              heads=2)))
+    with torch.no_grad():
+        for a, b in zip(obj.predict(model, graphs, VOCAB), teacherless.predict(model, graphs, VOCAB)):
+            assert torch.equal(a, b)
+
+
+def test_a_run_starts_from_another_runs_weights(tmp_path):
+    from nexttok.graphs import TaskError
+
+    first = tiny_config(path_len=3, steps=4)
+    train(first, tmp_path / "g3", progress=False)
+    second = Run(tiny_config(path_len=4, init_from=str(tmp_path / "g3")))  # a longer path over the same labels
+    weights = torch.load(tmp_path / "g3" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(p, weights[k]) for k, p in second.model.state_dict().items())
+    assert second.step == 0 and not second.optimizer.state, "the weights only: a fresh optimiser and schedule"
+    # the key names the weights it starts from by their contents
+    assert resolve(second.cfg).key() != resolve(tiny_config(path_len=4)).key()
+    with pytest.raises(TaskError, match="holds weights of another model"):
+        Run(tiny_config(path_len=4, dim=16, init_from=str(tmp_path / "g3")))
+    with pytest.raises(TaskError, match="missing.pt: no checkpoint there"):
+        Run(tiny_config(path_len=4, init_from=str(tmp_path / "missing.pt")))
 
 
 def test_diffusion_decoding_commits_the_surest_position_each_step():
@@ -199,9 +256,13 @@ def test_the_loss_falls_on_a_tiny_run(mode):
     (dict(mode="forward", input_dropout=0.2), "--input-dropout is for --mode dropout only"),
     (dict(mode="diffusion", model="mamba"), "--mode diffusion trains the gpt model only"),
     (dict(mode="bst", model="mamba"), "--mode bst trains the gpt model only"),
+    (dict(mode="forward", hybrid_fraction=0.5), "--hybrid-fraction is for --mode hybrid only"),
+    (dict(mode="hybrid", hybrid_fraction=0.0), r"--hybrid-fraction must be in \(0, 1\]"),
+    (dict(mode="forward", diffusion_weight="elbo"), "--diffusion-weight is for --mode diffusion only"),
+    (dict(mode="diffusion", diffusion_weight="1/r"), "diffusion_weight must be token or elbo"),
 ])
 def test_bad_flag_combinations_are_refused(flags, msg):
     from nexttok.graphs import TaskError
 
     with pytest.raises(TaskError, match=msg):
-        RunConfig(**flags)
+        resolve(RunConfig(**flags))

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from nexttok.cli import main
-from nexttok.config import PRETRAINED
+from nexttok.models import PRETRAINED
 from nexttok.graphs import TaskError
 from nexttok.models import build_model
 from nexttok.models.pretrained import save_tiny

@@ -1,38 +1,61 @@
 """The recipe: settings a run leaves unset come from its shape, model and objective; a value set wins."""
 import dataclasses
 
+import pytest
+
 from nexttok import RunConfig
-from nexttok.recipe import RECIPE_FIELDS, recipe
+from nexttok.config import RECIPE_FIELDS
+from nexttok.recipe import RULES, known_short, recipe, under_trained_fix
+from nexttok.resolve import resolve
+from nexttok.sweep import NAMED, load_sweep
 
 
 def test_unset_fields_are_the_recipes_and_set_ones_win():
     cfg = RunConfig()
-    assert cfg.lr is None and cfg.resolved().lr == recipe(cfg)["lr"]
-    assert RunConfig(lr=1e-4).resolved().lr == 1e-4
-    assert set(RunConfig().to_dict()) >= {"lr", "steps", "warmup", "layers", "dim", "heads", "positions", "batch_size"}
+    assert cfg.lr is None and resolve(cfg).lr == recipe(cfg)["lr"]
+    assert resolve(RunConfig(lr=1e-4)).lr == 1e-4
+    assert set(resolve(RunConfig()).to_dict()) >= {"lr", "steps", "warmup", "layers", "dim", "heads", "positions", "batch_size"}
     # a value set to what the recipe would give is the same run
-    assert RunConfig(lr=recipe(cfg)["lr"]).key() == cfg.key()
+    assert resolve(RunConfig(lr=recipe(cfg)["lr"])).key() == resolve(cfg).key()
 
 
-def test_the_recipe_follows_the_shape_and_the_model():
-    two, three = RunConfig(deg=2).resolved(), RunConfig(deg=3).resolved()
-    assert three.lr < two.lr, "degree 3 sits on a plateau at degree 2's learning rate"
-    # dataclasses.replace re-derives what was left unset: a copy for another shape gets that shape's recipe
-    assert dataclasses.replace(RunConfig(deg=2), deg=3).resolved().lr == three.lr
-    # G(2,3) over 50 labels is short at degree 2's 600 steps (the rule's measurements are in nexttok.recipe)
-    assert RunConfig(deg=2, path_len=3, num_nodes=50).resolved().steps == 2 * two.steps
-    assert RunConfig(deg=2, path_len=3, num_nodes=20).resolved().steps == two.steps
-    assert RunConfig(deg=2, path_len=4, num_nodes=50).resolved().steps == two.steps
-    assert RunConfig(deg=3, path_len=3, num_nodes=50).resolved().steps == 2 * three.steps  # and G(3,3) too
-    # but not G(4,3): there twice the steps did not take a seed off its plateau
-    assert RunConfig(deg=4, path_len=3, num_nodes=50).resolved().steps == RunConfig(deg=4, path_len=3).resolved().steps
-    mamba = RunConfig(model="mamba").resolved()
-    assert mamba.lr > two.lr and mamba.dim < two.dim and mamba.heads is None and mamba.positions is None
-    assert RunConfig(model="gpt2").resolved().layers is None, "a pretrained model brings its own size"
+def test_later_narrower_rows_win():
+    two, three = resolve(RunConfig(deg=2)), resolve(RunConfig(deg=3))
+    # dataclasses.replace of an unresolved config re-derives what was left unset
+    assert resolve(dataclasses.replace(RunConfig(deg=2), deg=3)).lr == three.lr
+    # the l = 3 rows override their degree's steps, only over more than 20 labels and only at degrees 2 and 3
+    assert resolve(RunConfig(deg=2, path_len=3, num_nodes=50)).steps > two.steps
+    assert resolve(RunConfig(deg=2, path_len=3, num_nodes=20)).steps == two.steps
+    assert resolve(RunConfig(deg=3, path_len=3, num_nodes=50)).steps > three.steps
+    assert resolve(RunConfig(deg=4, path_len=3, num_nodes=50)).steps == resolve(RunConfig(deg=4, path_len=3)).steps
+    # Mamba's row comes after the degree rows: its lr and steps win over them at every degree
+    for deg in (2, 3, 4):
+        mamba = resolve(RunConfig(model="mamba", deg=deg, path_len=5, num_nodes=25))
+        assert (mamba.lr, mamba.steps) == (recipe(RunConfig(model="mamba"))["lr"], recipe(RunConfig(model="mamba"))["steps"])
+        assert mamba.heads is None and mamba.positions is None
+    assert resolve(RunConfig(model="gpt2")).layers is None, "a pretrained model brings its own size"
+
+
+def test_every_setting_is_a_recipe_field_and_every_row_applies_somewhere():
+    configs = [c for name in NAMED for c in load_sweep(name)] + [
+        RunConfig(mode=m, deg=d, path_len=l, num_nodes=n, only_position=p, model=model)
+        for m in ("forward", "mtp", "dropout", "hybrid", "diffusion") for d in (2, 3) for l in (3, 5)
+        for n in (20, 50) for p in (0, 2) for model in ("gpt", "mamba") if not (model == "mamba" and m != "forward")]
+    for applies, settings in RULES:
+        assert set(settings) <= set(RECIPE_FIELDS)
+        assert any(applies(c) for c in configs), f"a row that applies to no config: {settings}"
 
 
 def test_objective_settings_exist_only_for_their_objective():
-    assert RunConfig(mode="mtp").resolved().mtp_heads == recipe(RunConfig(mode="mtp"))["mtp_heads"]
-    assert RunConfig(mode="forward").resolved().mtp_heads is None
-    assert RunConfig(mode="dropout").resolved().input_dropout is not None
-    assert set(recipe(RunConfig())) <= set(RECIPE_FIELDS)
+    for mode, field in (("mtp", "mtp_heads"), ("dropout", "input_dropout"), ("hybrid", "hybrid_fraction")):
+        assert getattr(resolve(RunConfig(mode=mode)), field) is not None
+        assert getattr(resolve(RunConfig(mode="forward")), field) is None
+
+
+@pytest.mark.parametrize("deg", [2, 3, 4])
+def test_known_short_and_the_fix_name_what_to_change_without_quoting_runs(deg):
+    fix = under_trained_fix(deg)
+    assert "seed " not in fix.replace("another seed", "") and "step " not in fix
+    alone = RunConfig(deg=deg, path_len=6, num_nodes=25, only_position=2)
+    assert (known_short(alone) is None) == (deg == 2)
+    assert known_short(dataclasses.replace(alone, steps=100)) is None  # steps set: the user's to try

@@ -4,7 +4,7 @@ import math
 import torch
 
 from nexttok.records import finite_json, flatten, read_table, write_table
-from nexttok.runs import load_run
+from nexttok.records import RunRecord
 from nexttok.train import train
 
 from conftest import tiny_config
@@ -25,7 +25,7 @@ def test_non_finite_metrics_become_null():
 
 def test_provenance_of_a_run_started_from_python(tmp_path):
     train(tiny_config(steps=2, eval_every=2), tmp_path / "run", progress=False)
-    prov = load_run(tmp_path / "run")["provenance"]
+    prov = RunRecord.load(tmp_path / "run").provenance
     assert prov["command"].startswith("nexttok train --path-len 4 --num-nodes 12 --layers 1 --dim 32")
     assert prov["torch"] == torch.__version__ and prov["device"].startswith("cpu") and prov["commit"]
 

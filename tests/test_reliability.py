@@ -26,9 +26,11 @@ import torch
 from nexttok.cli import main
 from nexttok.config import RunConfig
 from nexttok.graphs import PathStar, TaskError, sample, sample_distinct, seeded_generator
+from nexttok.resolve import resolve
+from nexttok.rundir import state_digest
 from nexttok.runs import load_trained
 from nexttok.sweep import load_sweep, run_sweep
-from nexttok.train import Run, state_digest, train
+from nexttok.train import Run, train
 
 from conftest import interrupt_during, tiny_config
 
@@ -409,7 +411,7 @@ def test_papermill_values_of_the_wrong_type_are_refused(field, value):
     from nexttok.chapter import from_parameters
 
     with pytest.raises(TaskError, match=f"{field} must be"):
-        from_parameters({field: value})
+        from_parameters(**{field: value})
 
 
 def test_huge_sizes_are_refused_before_anything_is_allocated():
@@ -512,7 +514,7 @@ def test_more_distinct_graphs_than_exist_are_refused_at_once():
     assert time.perf_counter() - started < 1
     assert_one_line_error(status, out, err, "has only 30,240 distinct graphs, fewer than n_train \\+ n_test = 102,048")
     with pytest.raises(TaskError, match="distinct graphs"):
-        RunConfig(n_train=100_000, num_nodes=10, path_len=3)
+        resolve(RunConfig(n_train=100_000, num_nodes=10, path_len=3))
 
 
 # ---------------------------------------------------------------------------------------------------------

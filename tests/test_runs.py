@@ -11,12 +11,13 @@ def test_a_run_is_trained_once_and_found_by_its_config(tmp_path):
     cfg = tiny_config(steps=4, eval_every=2)
     first = get_run(cfg, tmp_path, progress=False)
     folder = run_dir(cfg, tmp_path)
-    assert folder.name == f"forward-{cfg.key()}" and first["dir"] == str(folder)
+    assert folder.name == f"forward-{cfg.key()}" and first.folder == folder
     stamp = (folder / "metrics.json").stat().st_mtime_ns
     again = get_run(cfg, tmp_path, progress=False)  # from the cache: nothing is trained or written
-    assert again["metrics"] == first["metrics"] and (folder / "metrics.json").stat().st_mtime_ns == stamp
-    rows = list_runs(tmp_path)
-    assert len(rows) == 1 and rows[0]["key"] == cfg.key() and rows[0]["gen_accuracy"] == first["metrics"]["gen_accuracy"]
+    assert again.metrics == first.metrics and (folder / "metrics.json").stat().st_mtime_ns == stamp
+    runs = list_runs(tmp_path)
+    assert len(runs) == 1 and runs[0].key == cfg.key() and runs[0].metrics == first.metrics
+    assert runs[0].history["step"].tolist() == [2, 4] and runs[0].history["tf_token_accuracy"].shape == (2, 4)
     trained = load_trained(folder)
     assert trained.step == 4 and trained.cfg.key() == cfg.key()
 
@@ -49,7 +50,7 @@ def test_the_run_cache_waits_for_a_run_another_process_is_training(tmp_path):
     assert waiter.is_alive() and not (folder / "metrics.json").exists(), "it waits while the other holds the lock"
     holder.close()  # the other process is done (here: it died without finishing), so the waiter trains the run
     waiter.join(timeout=120)
-    assert not waiter.is_alive() and result["run"]["metrics"]["steps"] == 4
+    assert not waiter.is_alive() and result["run"].metrics["steps"] == 4
 
 
 def test_a_run_another_process_finishes_while_this_one_sets_up_is_taken_not_refused(tmp_path, monkeypatch):
@@ -68,7 +69,7 @@ def test_a_run_another_process_finishes_while_this_one_sets_up_is_taken_not_refu
 
     monkeypatch.setattr(runs, "train", the_other_process_finishes_first)
     run = get_run(cfg, tmp_path, progress=False)
-    assert len(calls) == 1 and run["metrics"]["steps"] == 2
+    assert len(calls) == 1 and run.metrics["steps"] == 2
     # a refusal that is not a finished run still reaches the caller
     other = tiny_config(steps=2, eval_every=2, seed=1)
     run_dir(other, tmp_path).mkdir(parents=True)

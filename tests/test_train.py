@@ -6,6 +6,7 @@ import torch
 
 from nexttok.config import RunConfig
 from nexttok.graphs import TaskError, write_file, sample, seeded_generator
+from nexttok.resolve import task_of
 from nexttok.train import Run, lr_at, train
 
 from conftest import interrupt_during, tiny_config
@@ -86,7 +87,7 @@ def test_fixed_train_set_is_disjoint_from_test():
 
 def test_training_from_data_files(tmp_path):
     cfg = tiny_config()
-    task = cfg.task
+    task = task_of(cfg)
     write_file(sample(task, 64, seeded_generator(0, "a")), tmp_path / "train.txt")
     write_file(sample(task, 16, seeded_generator(0, "b")), tmp_path / "test.txt")
     run, metrics = train(tiny_config(train_file=str(tmp_path / "train.txt"), test_file=str(tmp_path / "test.txt")), progress=False)

@@ -1,0 +1,208 @@
+"""A run folder's services: the one atomic writer of the package, the folder's lock and what it may hold, the
+checkpoint's digest and checks, and the signals that stop a run between two steps.
+
+A run folder is never shared: the process that trains in it holds a lock on it, writes every file under a name
+of its own first, and refuses a folder that holds another run or files that are not a run's.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import torch
+
+from .config import RunConfig, TaskError
+from .graphs import one_line
+
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "scaler", "step", "history", "train_seconds", "loss_sum",
+                   "loss_count", "digest")
+# what a run folder may hold: the run's own files (and their temporary names)
+RUN_FILES = ("config.json", "metrics.json", "history.csv", "provenance.json", "checkpoint.pt", ".lock")
+
+
+class FolderLocked(TaskError):
+    """Another process holds the run folder's lock (it is training there)."""
+
+
+class Interrupted(TaskError):
+    """Training stopped on a signal after saving a checkpoint; `signum` says which signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+def write_atomic(path: str | Path, write) -> None:
+    """`write(tmp)` writes the file under a temporary name of this process's own, then it is renamed into place:
+    a reader never sees half a file, an interrupted write leaves the old one, and two processes never share a
+    temporary file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+# --- checkpoints ---
+def state_digest(state) -> str:
+    """A SHA-256 of a checkpoint's contents (every tensor's bytes, every number), in a fixed order."""
+    h = hashlib.sha256()
+
+    def walk(obj):
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"tensor{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=repr):
+                h.update(repr(k).encode())
+                walk(obj[k])
+        elif isinstance(obj, (list, tuple)):
+            h.update(b"[")
+            for x in obj:
+                walk(x)
+            h.update(b"]")
+        else:
+            h.update(repr(obj).encode())
+
+    walk(state)
+    return h.hexdigest()
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """The state with its digest, written atomically."""
+    try:
+        write_atomic(path, lambda tmp: torch.save({**state, "digest": state_digest(state)}, tmp))
+    except RuntimeError as err:  # torch reports a full disk as RuntimeError
+        raise OSError(f"could not write the checkpoint {path} ({one_line(err)}); is the disk full?") from None
+
+
+def read_checkpoint(path: Path, device, model) -> dict:
+    """A checkpoint, read as data only (never as code: weights_only), its digest checked, and its weights of
+    `model`'s names and shapes."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # a truncated, empty, corrupt, missing or foreign file: torch raises many kinds
+        raise TaskError(f"{path} is not a readable checkpoint ({type(err).__name__}: {one_line(err, 200)})") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise TaskError(f"{path} is not a nexttok checkpoint (missing {', '.join(missing)})")
+    if state_digest({k: v for k, v in state.items() if k != "digest"}) != state["digest"]:
+        raise TaskError(f"{path} is corrupt (its contents do not match its digest)")
+    mine = model.state_dict()
+    weights = state["model"] if isinstance(state["model"], dict) else {}
+    wrong = sorted(set(mine) ^ set(weights)) + sorted(
+        k for k in set(mine) & set(weights)
+        if not isinstance(weights[k], torch.Tensor) or weights[k].shape != mine[k].shape)
+    if wrong:
+        raise TaskError(f"{path} holds weights of another model ({len(wrong)} differ in name or shape, e.g. "
+                        f"{one_line(wrong[0], 80)}): the model, its size and the task's vocabulary must match")
+    return state
+
+
+# --- signals ---
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+@contextlib.contextmanager
+def finish_step_on_signal():
+    """Ctrl-C (SIGINT), and the SIGTERM / SIGHUP that Slurm, docker and `timeout` send, set a flag instead of
+    raising inside a step, so the loop can save a consistent checkpoint after the step it was in, then stop."""
+    flag = {"signum": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {s: signal.signal(s, lambda signum, _: flag.update(signum=signum)) for s in STOP_SIGNALS}
+    try:
+        yield flag
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+# --- the folder ---
+@contextlib.contextmanager
+def run_folder(out: Path | None, cfg: RunConfig, resume: bool, main: bool):
+    """Claim the run folder `out` for this process: lock it, and refuse a folder that another process is
+    training in, that holds a finished or other run (unless resuming it), or that holds files a run does not
+    write. A refused folder is left as it was (no lock file is added to a folder of someone else's files).
+    Yields the checkpoint path (None when there is no folder); the caller writes config.json once it has
+    read the checkpoint, so a refused resume leaves the folder's config as it was."""
+    if out is None:
+        yield None
+        return
+    ckpt = out / "checkpoint.pt"
+    if not main:
+        yield ckpt
+        return
+    if out.exists() and not out.is_dir():
+        raise TaskError(f"--out {out} is a file, not a folder")
+    if out.is_dir():
+        check_folder(out, cfg, resume, locked=False)  # a folder of someone's own files gets no lock file
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderLocked(f"another process is training in {out}; wait for it or choose another --out") from None
+        check_folder(out, cfg, resume, locked=True)
+        yield ckpt
+
+
+def stored_key(folder: Path) -> str | None:
+    """The key of the run config in folder/config.json; None when it is not a run's config."""
+    try:
+        return RunConfig.from_dict(json.loads((folder / "config.json").read_text()), stored=True).key()
+    except (ValueError, TaskError, OSError):  # not JSON, not a config, not readable, a data file gone
+        return None
+
+
+def finished_metrics(out: Path, cfg: RunConfig) -> dict | None:
+    """The final metrics of the finished run of cfg in `out` (None: no finished run there). A finished run of other
+    settings, or one whose files do not parse, is refused by name."""
+    if not (out / "metrics.json").is_file():
+        return None
+    if stored_key(out) != cfg.key():
+        raise TaskError(f"{out} holds a finished run of other settings (see its config.json); choose another --out")
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError) as err:
+        raise TaskError(f"{out}/metrics.json cannot be read ({one_line(err, 120)}); delete the folder to run it again") from None
+    if not isinstance(metrics, dict) or "gen_accuracy" not in metrics:
+        raise TaskError(f"{out}/metrics.json is not a run's metrics; delete the folder to run it again")
+    return metrics
+
+
+def check_folder(out: Path, cfg: RunConfig, resume: bool, locked: bool) -> None:
+    """Refuse a folder that holds files a run does not write, a config.json that is not a run's, or a finished
+    run; once the folder is locked (no other process is training in it), also a run to continue without
+    --resume, or a run of another config that stopped before its first checkpoint."""
+    ckpt = out / "checkpoint.pt"
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.endswith(".tmp"))
+    if foreign:
+        raise TaskError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:5])}); choose an "
+                        "empty or new folder")
+    if (out / "metrics.json").exists():  # written last, so no process is training here any more
+        raise TaskError(f"{out} holds a finished run (--resume reports it); choose another --out for a new one")
+    # a config.json beside no checkpoint: the user's own file, or a run that stopped before its first checkpoint
+    # (beside a checkpoint, the checkpoint's own config is checked when it is loaded)
+    if (out / "config.json").exists() and not ckpt.exists():
+        theirs = stored_key(out)
+        if theirs is None:
+            raise TaskError(f"{out}/config.json is not a run's config; choose another --out")
+        if locked and theirs != cfg.key():
+            raise TaskError(f"{out}/config.json is not this run's config; choose another --out")
+    if locked and ckpt.exists() and not resume:
+        raise TaskError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
