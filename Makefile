@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SEED ?= 0
 
-.PHONY: book test reproduce bench clean check-pages screenshots shapes degree3 paper-scale
+.PHONY: book test test-fast reproduce bench clean check-pages screenshots shapes degree3 paper-scale
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ paper-scale: $(VENV)/.installed
 ## per core, each file (a chapter's cells) on one worker, the chapters first (they take longest)
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -n auto --dist loadfile --nbval-lax --nbval-current-env book tests
+
+## the fast tier, for every edit: the unit, CLI and reliability tests, no chapter, install, build or second process
+## (under a minute on 2 cores)
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -n auto -m "not slow" tests
 
 ## the headline at the default CPU scale: forward fails (about 1/d), reverse learns (about 100%)
 reproduce: $(VENV)/.installed

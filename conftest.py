@@ -19,7 +19,10 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 
 def pytest_collection_modifyitems(items):
-    # nbval also waits only 5 s (hard-coded) for those messages once a cell has run; allow a busy machine more.
     for item in items:
+        # nbval also waits only 5 s (hard-coded) for those messages once a cell has run; allow a busy machine more.
         if hasattr(item, "output_timeout"):
             item.output_timeout = 60
+        # a chapter executed under nbval trains its runs: the slow tier
+        if item.nodeid.endswith(".ipynb") or ".ipynb::" in item.nodeid:
+            item.add_marker("slow")

@@ -112,6 +112,24 @@ def read_checkpoint(path: Path, device, model) -> dict:
     return state
 
 
+def read_run_checkpoint(path: Path, device, model, cfg: RunConfig) -> dict:
+    """The checkpoint a run resumes from: readable (`read_checkpoint`) and of this run's config (device and
+    checkpoint interval aside); a refusal says to delete it to start over."""
+    try:
+        state = read_checkpoint(path, device, model)
+    except TaskError as err:
+        raise TaskError(f"{err}; delete it to start over") from None
+    try:
+        saved = RunConfig.from_dict(state["config"], stored=True)
+    except TaskError as err:
+        raise TaskError(f"{path} holds a config this version cannot read ({err}); delete it to start over") from None
+    if saved.key() != cfg.key():
+        mine = cfg.to_dict()
+        changed = sorted(k for k in set(state["config"]) | set(mine) if state["config"].get(k) != mine.get(k))
+        raise TaskError(f"{path} was written by a run with other settings ({', '.join(changed)}); use another --out")
+    return state
+
+
 # --- signals ---
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 

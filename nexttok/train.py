@@ -27,7 +27,8 @@ from .mechanisms import position_gradient_norms
 from .objectives import objective
 from .records import finite_json, flatten, provenance, write_table
 from .resolve import resolve
-from .rundir import Interrupted, finish_step_on_signal, read_checkpoint, run_folder, save_checkpoint, write_text
+from .rundir import (Interrupted, finish_step_on_signal, read_checkpoint, read_run_checkpoint, run_folder, save_checkpoint,
+                     write_text)
 from .tokens import Vocab
 
 GRADIENT_GRAPHS = 256  # held-out graphs the per-position gradient norms are measured on
@@ -154,20 +155,8 @@ class Run:
         save_checkpoint(self.state(), path)
 
     def load(self, path: Path) -> None:
-        """Resume from a checkpoint (`read_checkpoint`); it must be a checkpoint of this run's config (device and
-        checkpoint interval aside)."""
-        try:
-            state = read_checkpoint(path, self.device, self.model)
-        except TaskError as err:
-            raise TaskError(f"{err}; delete it to start over") from None
-        try:
-            saved = resolve(RunConfig.from_dict(state["config"], stored=True))
-        except TaskError as err:
-            raise TaskError(f"{path} holds a config this version cannot read ({err}); delete it to start over") from None
-        if saved.key() != self.cfg.key():
-            mine = self.cfg.to_dict()
-            changed = sorted(k for k in set(state["config"]) | set(mine) if state["config"].get(k) != mine.get(k))
-            raise TaskError(f"{path} was written by a run with other settings ({', '.join(changed)}); use another --out")
+        """Resume from a checkpoint of this run's config (`rundir.read_run_checkpoint`)."""
+        state = read_run_checkpoint(path, self.device, self.model, self.cfg)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])

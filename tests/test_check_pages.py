@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser
 
+pytestmark = pytest.mark.slow  # the slow tier: `make test` runs it, `make test-fast` does not
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("check_pages", ROOT / "scripts" / "check_pages.py")
 check_pages = importlib.util.module_from_spec(spec)

@@ -50,11 +50,13 @@ def test_bad_input_is_a_one_line_error(args, msg, capsys):
     assert msg in err and "Traceback" not in err and out == ""
 
 
+@pytest.mark.slow
 def test_a_real_process_exits_2_on_bad_input():
     r = nexttok("train", "--num-nodes", 5, "--steps", 1)
     assert r.returncode == 2 and "too small" in r.stderr and "Traceback" not in r.stderr and r.stdout == ""
 
 
+@pytest.mark.slow
 def test_malformed_data_file_names_the_line(tmp_path):
     good = nexttok("generate", "--deg", 2, "--path-len", 4, "--num-nodes", 12, "-n", 5).stdout
     (tmp_path / "test.txt").write_text(good)
@@ -64,6 +66,7 @@ def test_malformed_data_file_names_the_line(tmp_path):
     assert r.returncode == 2 and "train.txt:6:" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_and_resumes(tmp_path):
     flags = ["--deg", 2, "--path-len", 4, "--num-nodes", 12, "--layers", 1, "--dim", 32, "--heads", 2,
              "--batch-size", 32, "--steps", 6, "--eval-every", 3, "--n-test", 64, "--device", "cpu", "--quiet"]
@@ -85,6 +88,7 @@ def test_train_writes_a_run_and_resumes(tmp_path):
     assert done.returncode == 0 and json.loads(done.stdout) == metrics
 
 
+@pytest.mark.slow
 def test_bench_json():
     r = nexttok("bench", "--deg", 2, "--path-len", 4, "--num-nodes", 12, "--layers", 1, "--dim", 32, "--heads", 2,
                 "--batch-size", 32, "--n-test", 64, "--train-steps", 2, "--device", "cpu", "--json")
@@ -96,6 +100,7 @@ def test_bench_json():
     assert result["torch"] and result["device"].startswith("cpu")
 
 
+@pytest.mark.slow
 def test_bench_baseline_reports_the_ratios_and_their_ceiling():
     r = nexttok("bench", "--baseline", "--deg", 2, "--path-len", 4, "--num-nodes", 12, "--layers", 1, "--dim", 32,
                 "--heads", 2, "--batch-size", 32, "--n-test", 64, "--train-steps", 2, "--device", "cpu", "--json")
@@ -107,6 +112,7 @@ def test_bench_baseline_reports_the_ratios_and_their_ceiling():
     assert 0 < result["train_vs_authors_style"] <= result["train_vs_authors_style_ceiling"]
 
 
+@pytest.mark.slow
 def test_bench_to_result_reports_a_run_that_falls_short():
     r = nexttok("bench", "--to-result", "--deg", 2, "--path-len", 4, "--num-nodes", 12, "--layers", 1, "--dim", 16,
                 "--heads", 2, "--batch-size", 16, "--n-test", 32, "--steps", 4, "--check-every", 2, "--device", "cpu", "--json")

@@ -9,6 +9,8 @@ import pytest
 
 from nexttok.records import RunRecord
 
+pytestmark = pytest.mark.slow  # the slow tier: `make test` runs it, `make test-fast` does not
+
 FLAGS = ["--deg", "2", "--path-len", "4", "--num-nodes", "12", "--layers", "1", "--dim", "32", "--heads", "2",
          "--batch-size", "32", "--warmup", "2", "--eval-every", "1", "--ckpt-every", "4", "--n-test", "64", "--device", "cpu",
          "--quiet"]

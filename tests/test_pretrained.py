@@ -146,6 +146,7 @@ def test_weights_are_for_pretrained_models_only(tiny):
         tiny_config(model="gpt", weights=tiny["gpt2"])
 
 
+@pytest.mark.slow
 def test_cli_trains_a_local_gpt2_and_refuses_a_bad_folder(tiny, tmp_path, capsys):
     flags = ["train", "--deg", "2", "--path-len", "4", "--num-nodes", "12", "--steps", "4", "--batch-size", "16",
              "--n-test", "32", "--device", "cpu", "--quiet", "--model", "gpt2"]

@@ -65,6 +65,7 @@ def test_where_keeps_one_part_of_a_sweep_and_refuses_what_selects_nothing():
             select(grid, bad)
 
 
+@pytest.mark.slow
 def test_three_shards_one_killed_midway_collect_one_row_per_config(tmp_path):
     spec = tmp_path / "grid.json"
     spec.write_text(json.dumps({"base": BASE, "grid": {"mode": ["forward", "reverse"], "seed": [0, 1, 2]}}))

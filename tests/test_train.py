@@ -127,6 +127,7 @@ def test_time_to_result_stops_at_the_first_check_that_reaches_the_target(monkeyp
     assert result["seconds_to_result"] == result["train_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_compiled_training_follows_the_plain_model():
     """--compile changes how the step runs, not what it computes (up to float rounding)."""
     plain, compiled = Run(tiny_config(steps=3)), Run(tiny_config(steps=3, compile=True))
