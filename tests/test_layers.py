@@ -21,7 +21,7 @@ LAYERS = [
     {"data", "explorer"},
     {"train"},
     {"runs", "bench"},
-    {"sweep", "chapter"},
+    {"sweep", "chapter", "learning"},
     {"cli", "__init__"},
     {"__main__"},
 ]
