@@ -14,7 +14,7 @@ from .distributed import teardown
 from .evaluate import LEARNED
 from .graphs import PathStar, TaskError, one_line, sample, seeded_generator, to_lines
 from .objectives import MODES
-from .objectives.diffusion import WEIGHTS as DIFFUSION_WEIGHTS
+from .objectives.diffusion import SCHEDULES as DIFFUSION_SCHEDULES, WEIGHTS as DIFFUSION_WEIGHTS
 from .models import MODELS
 from .resolve import resolve
 from .rundir import Interrupted, finished_metrics
@@ -27,7 +27,7 @@ GENERATE_CHUNK = 10_000  # graphs drawn and written at a time: -n is bounded by 
 # write error (a full disk) surfaces within a second
 
 CHOICES = {"mode": MODES, "model": MODELS, "device": DEVICES, "precision": PRECISIONS, "positions": ("rope", "learned"),
-           "diffusion_weight": DIFFUSION_WEIGHTS}
+           "diffusion_weight": DIFFUSION_WEIGHTS, "diffusion_schedule": DIFFUSION_SCHEDULES}
 HELP = {
     "deg": "degree d: arms leaving the source", "path_len": "path length l: nodes per arm, source included",
     "num_nodes": "N: node labels 0..N-1", "n_train": "fixed train set size (0: fresh graphs every step)",
@@ -42,6 +42,7 @@ HELP = {
     "input_dropout": "--mode dropout: probability that a fed-back target token is replaced by $",
     "hybrid_fraction": "--mode hybrid: fraction of each batch's graphs that also get a teacherless copy",
     "diffusion_weight": "--mode diffusion: token (mean over the masked tokens) or elbo (each sequence weighted 1/r)",
+    "diffusion_schedule": "--mode diffusion: the masking rate r, uniform (from U(0, 1]) or cosine (cos(pi u / 2), more masks)",
     "init_from": "start from the weights of another run (its checkpoint.pt or its run folder): a fresh optimiser and "
                  "schedule; the model must match (a curriculum: G(2,3), then G(2,4) from its weights, ...)",
     "positions": "gpt: rotary (rope) or learned absolute position embeddings, as the authors' GPT",

@@ -55,6 +55,7 @@ class RunConfig:
     input_dropout: float | None = _recipe()  # dropout: probability that a fed-back target token is replaced by "$"
     hybrid_fraction: float | None = _recipe()  # hybrid: the fraction of a batch's graphs also given teacherless
     diffusion_weight: str | None = _recipe()  # diffusion: "token" (mean over masked tokens) or "elbo" (1/r a sequence)
+    diffusion_schedule: str | None = _recipe()  # diffusion: how the masking rate is drawn, "uniform" or "cosine"
     # model (None: the recipe's)
     model: str = "gpt"  # gpt | mamba | a pretrained name (then layers, dim and heads are ignored)
     layers: int | None = _recipe()
@@ -115,6 +116,8 @@ class RunConfig:
              f"--hybrid-fraction must be in (0, 1] (got {self.hybrid_fraction})"),
             (self.diffusion_weight in (None, "token", "elbo"),
              f"diffusion_weight must be token or elbo (got {self.diffusion_weight!r})"),
+            (self.diffusion_schedule in (None, "uniform", "cosine"),
+             f"diffusion_schedule must be uniform or cosine (got {self.diffusion_schedule!r})"),
             (not (self.train_file or self.test_file) or bool(self.train_file) == bool(self.test_file),
              "give --train-file and --test-file together"),
         ]
@@ -179,7 +182,8 @@ FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 RECIPE_FIELDS = tuple(name for name, f in FIELDS.items() if f.metadata.get("recipe"))
 # Fields written to config.json (and hashed into the key) only when they differ from these values, so a field added
 # later leaves the configs and keys of every earlier run unchanged (its value here is what those runs did).
-OMITTED_AT_DEFAULT = {"only_position": 0, "compile": False, "probe_gradients": False, "diffusion_weight": "token"}
+OMITTED_AT_DEFAULT = {"only_position": 0, "compile": False, "probe_gradients": False, "diffusion_weight": "token",
+                      "diffusion_schedule": "uniform"}
 # Fields that say how a run is carried out, not what is run: left out of the key, free to change on resume.
 RUN_ONLY = ("ckpt_every", "device", "compile")
 

@@ -26,7 +26,7 @@ RULES = [
     (lambda c: c.mode == "mtp", {"mtp_heads": 2}),
     (lambda c: c.mode == "dropout", {"input_dropout": 0.5}),
     (lambda c: c.mode == "hybrid", {"hybrid_fraction": 0.5}),
-    (lambda c: c.mode == "diffusion", {"diffusion_weight": "token"}),
+    (lambda c: c.mode == "diffusion", {"diffusion_weight": "token", "diffusion_schedule": "uniform"}),
 ]
 
 # Where the recipe's budget is measured short before a run starts (only when the user leaves steps to the recipe).

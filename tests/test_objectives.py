@@ -138,6 +138,25 @@ def test_diffusion_elbo_weighs_each_sequence_by_one_over_its_rate_by_hand():
     assert torch.allclose(token, ce[mask].mean(), atol=1e-5) and not torch.allclose(elbo, token)
 
 
+def test_the_cosine_schedule_masks_more_than_the_uniform_one_from_the_same_draws():
+    """The schedule maps one uniform draw u to the rate: 1 - u (uniform) or cos(pi u / 2) (cosine, above it for
+    every u in (0, 1)): the same generator state gives a superset of masked tokens."""
+    obj, model, graphs = setup("diffusion", diffusion_schedule="cosine")
+    masked = {}
+    for schedule in ("uniform", "cosine"):
+        seen = {}
+
+        def spy(x, n_out, causal, seen=seen):
+            seen["mask"] = x[:, -n_out:] == VOCAB.dummy
+            return model(x, n_out=n_out, causal=causal)
+
+        objective(dataclasses.replace(obj.cfg, diffusion_schedule=schedule)).loss(
+            spy, sample(TASK, 512, seeded_generator(1, "s")), VOCAB, torch.Generator().manual_seed(5))
+        masked[schedule] = seen["mask"]
+    assert (masked["cosine"] | ~masked["uniform"]).all(), "whatever uniform masks, cosine masks too"
+    assert masked["cosine"].float().mean() > masked["uniform"].float().mean() + 0.1
+
+
 def test_hybrid_loss_is_the_mean_over_teacher_forced_sequences_and_teacherless_copies():
     obj, model, graphs = setup("hybrid", hybrid_fraction=0.25)  # 16 graphs: 4 copies
     forced, targets = make_view(graphs, VOCAB, "forward")
@@ -260,6 +279,7 @@ def test_the_loss_falls_on_a_tiny_run(mode):
     (dict(mode="hybrid", hybrid_fraction=0.0), r"--hybrid-fraction must be in \(0, 1\]"),
     (dict(mode="forward", diffusion_weight="elbo"), "--diffusion-weight is for --mode diffusion only"),
     (dict(mode="diffusion", diffusion_weight="1/r"), "diffusion_weight must be token or elbo"),
+    (dict(mode="forward", diffusion_schedule="cosine"), "--diffusion-schedule is for --mode diffusion only"),
 ])
 def test_bad_flag_combinations_are_refused(flags, msg):
     from nexttok.graphs import TaskError

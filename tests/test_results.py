@@ -38,6 +38,7 @@ def test_the_fields_left_out_at_their_default_are_named_once():
     assert "mtp_heads" not in d and resolve(RunConfig(mode="mtp")).to_dict()["mtp_heads"] == 2
     diffusion = resolve(RunConfig(mode="diffusion"))
     assert diffusion.diffusion_weight == "token" and "diffusion_weight" not in diffusion.to_dict()
+    assert diffusion.diffusion_schedule == "uniform" and "diffusion_schedule" not in diffusion.to_dict()
     back = RunConfig.from_dict(diffusion.to_dict(), stored=True)
     assert back == diffusion and back.key() == diffusion.key()
 

@@ -1,7 +1,8 @@
 """Masked diffusion over the target (Ye et al. 2024; Kitouni et al. 2024's MLM-U is of the same family).
 
 The model reads the whole sequence, prefix and target, with no causal mask. For each training sequence a
-rate r is drawn from U(0, 1]; each target token is replaced by the mask token ("$") with probability r, and
+rate r is drawn (`diffusion_schedule`: "uniform", r from U(0, 1]; or "cosine", MaskGIT's r = cos(pi u / 2) with u
+from U[0, 1), which masks more: a mean rate of 2/pi); each target token is replaced by the mask token ("$") with probability r, and
 the loss is the cross-entropy at the masked positions, averaged over every masked token of the batch (as
 MLM-U; `diffusion_weight="token"`), or each sequence's summed over its masked tokens and weighted by 1/(r l)
 (`"elbo"`: the weighting of the diffusion ELBO, as Ye et al.; r is floored at 1/l in the weight, so a
@@ -22,10 +23,11 @@ from .base import Objective
 
 
 WEIGHTS = ("token", "elbo")
+SCHEDULES = ("uniform", "cosine")
 
 
 class MaskedDiffusion(Objective):
-    name, models, fields = "diffusion", ("gpt",), ("diffusion_weight",)
+    name, models, fields = "diffusion", ("gpt",), ("diffusion_weight", "diffusion_schedule")
 
     def input_len(self, task):
         return prefix_len(task.num_edges) + task.path_len  # the whole sequence: nothing is shifted
@@ -40,7 +42,8 @@ class MaskedDiffusion(Objective):
     def loss(self, model, graphs, vocab, generator=None):
         seq = self.sequence(graphs, vocab)
         n, l = seq.shape[0], graphs.path.shape[1]
-        rate = 1 - torch.rand(n, 1, generator=generator, device=seq.device)  # U(0, 1]
+        u = torch.rand(n, 1, generator=generator, device=seq.device)
+        rate = torch.cos(u * torch.pi / 2) if self.cfg.diffusion_schedule == "cosine" else 1 - u  # in (0, 1]
         mask = torch.rand(n, l, generator=generator, device=seq.device) < rate
         logits = model(self.masked(seq, mask, vocab), n_out=l, causal=False)
         if self.cfg.diffusion_weight == "elbo":
