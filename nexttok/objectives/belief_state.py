@@ -40,12 +40,14 @@ class BeliefState(Forward):
     def loss(self, model, graphs, vocab, generator=None):
         inputs, targets = make_view(graphs, vocab, "forward")
         l = targets.shape[1]
-        f = model.forward_encoder.features(inputs, n_out=l)  # f[:, a]: has read the prefix and y_1..y_a
-        b = model.backward_encoder.features(self.backward_inputs(targets, vocab))  # b[:, j]: has read y_{l+1-j}..
+        # f[:, a]: has read the prefix and y_1..y_a; b[:, j]: has read y_l back to y_{l+1-j}
+        f = model.forward_encoder.features(inputs, n_out=l)
+        b = model.backward_encoder.features(self.backward_inputs(targets, vocab))
         a, c = pairs(l, targets.device)
         nxt, prev = model.pair_logits(f[:, a], b[:, l + 1 - c])
-        loss_next = F.cross_entropy(nxt.flatten(0, 1).float(), targets[:, a].flatten())  # y_{a+1}
-        loss_prev = F.cross_entropy(prev.flatten(0, 1).float(), targets[:, c - 2].flatten())  # y_{c-1}
+        # each pair predicts y_{a+1} after the prefix and y_{c-1} before the suffix
+        loss_next = F.cross_entropy(nxt.flatten(0, 1).float(), targets[:, a].flatten())
+        loss_prev = F.cross_entropy(prev.flatten(0, 1).float(), targets[:, c - 2].flatten())
         return (loss_next + loss_prev) / 2
 
     def graded(self, model, graphs, vocab):

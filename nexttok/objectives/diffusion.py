@@ -43,13 +43,17 @@ class MaskedDiffusion(Objective):
         seq = self.sequence(graphs, vocab)
         n, l = seq.shape[0], graphs.path.shape[1]
         u = torch.rand(n, 1, generator=generator, device=seq.device)
-        rate = torch.cos(u * torch.pi / 2) if self.cfg.diffusion_schedule == "cosine" else 1 - u  # in (0, 1]
+        cosine = self.cfg.diffusion_schedule == "cosine"
+        rate = torch.cos(u * torch.pi / 2) if cosine else 1 - u  # in (0, 1]
         mask = torch.rand(n, l, generator=generator, device=seq.device) < rate
-        logits = model(self.masked(seq, mask, vocab), n_out=l, causal=False)
-        if self.cfg.diffusion_weight == "elbo":
-            per_token = F.cross_entropy(logits.float().transpose(1, 2), seq[:, -l:], reduction="none") * mask
-            return (per_token.sum(1) / (rate[:, 0].clamp(min=1 / l) * l)).mean()
-        return F.cross_entropy(logits[mask].float(), seq[:, -l:][mask]) if mask.any() else logits.sum() * 0
+        logits = model(self.masked(seq, mask, vocab), n_out=l, causal=False).float()
+        target = seq[:, -l:]
+        if self.cfg.diffusion_weight == "elbo":  # each sequence's masked tokens weighted 1/r
+            per_token = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+            return ((per_token * mask).sum(1) / (rate[:, 0].clamp(min=1 / l) * l)).mean()
+        if not mask.any():  # nothing masked in the whole batch: a zero loss that keeps the graph
+            return logits.sum() * 0
+        return F.cross_entropy(logits[mask], target[mask])
 
     def graded(self, model, graphs, vocab):
         seq = self.sequence(graphs, vocab)

@@ -31,4 +31,5 @@ class MultiToken(Forward):
     def loss(self, model, graphs, vocab, generator=None):
         inputs, targets = make_view(graphs, vocab, "forward")
         heads = self.head_logits(model, inputs, targets.shape[1])
-        return torch.stack([target_loss(h, targets, self.cfg.only_position) for h in heads]).mean()
+        losses = [target_loss(h, targets, self.cfg.only_position) for h in heads]
+        return torch.stack(losses).mean()

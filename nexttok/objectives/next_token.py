@@ -48,7 +48,8 @@ class NextToken(Objective):
 
     def loss(self, model, graphs, vocab, generator=None):
         inputs, targets = self.inputs(graphs, vocab, generator)
-        return target_loss(model(inputs, n_out=targets.shape[1]), targets, self.cfg.only_position)
+        logits = model(inputs, n_out=targets.shape[1])
+        return target_loss(logits, targets, self.cfg.only_position)
 
     def graded(self, model, graphs, vocab):
         inputs, targets = make_view(graphs, vocab, self.view)
@@ -91,7 +92,8 @@ class TokenDropout(NextToken):
         inputs, targets = make_view(graphs, vocab, "forward")
         start = prefix_len(graphs.edges.shape[1])
         fed = inputs[:, start:]
-        drop = torch.rand(fed.shape, generator=generator, device=fed.device) < self.cfg.input_dropout
+        draw = torch.rand(fed.shape, generator=generator, device=fed.device)
+        drop = draw < self.cfg.input_dropout
         inputs = inputs.clone()
         inputs[:, start:] = torch.where(drop, torch.full_like(fed, vocab.dummy), fed)
         return inputs, targets
@@ -108,6 +110,7 @@ class Hybrid(Teacherless):
     def loss(self, model, graphs, vocab, generator=None):
         forced, targets = make_view(graphs, vocab, "forward")
         copies = max(1, round(self.cfg.hybrid_fraction * len(graphs)))
-        inputs = torch.cat([forced, make_view(graphs[:copies], vocab, "teacherless")[0]])
-        logits = model(inputs, n_out=targets.shape[1])
-        return target_loss(logits, torch.cat([targets, targets[:copies]]), self.cfg.only_position)
+        blank = make_view(graphs[:copies], vocab, "teacherless")[0]
+        logits = model(torch.cat([forced, blank]), n_out=targets.shape[1])
+        both = torch.cat([targets, targets[:copies]])
+        return target_loss(logits, both, self.cfg.only_position)
