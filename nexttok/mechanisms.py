@@ -63,7 +63,7 @@ def edge_mass(weights: list[torch.Tensor], graphs: Graphs) -> dict[str, torch.Te
     offsets = torch.arange(-(P - 1), P)
     out = {"outgoing": 0.0, "incoming": 0.0}
     for i in range(3, l + 1):
-        # target position i is predicted at input position P + i - 2 (it holds path[i-2])
+        # target position i is predicted at input P + i - 2, which holds path[i-2]
         query, v = P + i - 2, graphs.path[:, i - 2, None]
         for name, end in (("outgoing", 0), ("incoming", 1)):
             # the edge v -> child (or parent -> v)
