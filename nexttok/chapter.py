@@ -61,9 +61,24 @@ def describe(run: RunRecord) -> str:
     """What a chapter prints about a run it trained: its scale, its headline metrics and its accuracy by position."""
     m = run.metrics
     return "\n".join([scale_label(run.config),
-                      str({k: m[k] for k in ("gen_accuracy", "first_decision_accuracy", "on_some_arm", "tf_loss", "train_seconds")}),
+                      str({k: round(float(m[k]), 4) for k in ("gen_accuracy", "first_decision_accuracy",
+                                                               "on_some_arm", "tf_loss")}),
                       f"teacher-forced accuracy by position: {[round(x, 3) for x in m['tf_token_accuracy']]}",
                       f"generated accuracy by position:      {[round(x, 3) for x in m['gen_token_accuracy']]}"])
+
+
+def provenance(runs: list[RunRecord]) -> pd.DataFrame:
+    """How each run behind a chapter was made: one row per run with its mode, seed, command, commit, machine,
+    date and wall time. A chapter prints it once, folded away at its end, so that the lab notes stay out of
+    the argument and still travel with it."""
+    rows = []
+    for run in runs:
+        p = run.provenance
+        rows.append({"run": run.folder.name if run.folder else run.key, "mode": run.config.mode,
+                     "seed": run.config.seed, "steps": run.config.steps,
+                     "wall seconds": p.get("wall_seconds", run.metrics.get("train_seconds")),
+                     **{k: p.get(k) for k in ("commit", "device", "torch", "date", "command")}})
+    return pd.DataFrame(rows)
 
 
 def is_default(cfg: RunConfig) -> bool:

@@ -14,17 +14,20 @@ from .tokens import Vocab, prefix_len
 
 @torch.no_grad()
 def attention_weights(model, inputs: torch.Tensor) -> list[torch.Tensor]:
-    """Every layer's causal attention weights (n, heads, T, T) when the GPT `model` reads `inputs`.
+    """Every layer's causal attention weights (n, heads, T, T) when the GPT `model`
+    reads `inputs`.
 
-    A forward hook on each attention module recomputes its softmax from the input the module saw, so the
-    model itself keeps no probe state and runs its fused kernel as in training."""
+    A forward hook on each attention module recomputes its softmax from the input the
+    module saw, so the model itself keeps no probe state and runs its fused kernel as in
+    training."""
     weights = []
 
     def record(attn, args, output):
         x, rotary = args[0], args[1]
         q, k, _ = attn.queries_keys_values(x, rotary)
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])
-        future = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).triu(1)
+        T = x.shape[1]
+        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
         weights.append(scores.masked_fill(future, float("-inf")).softmax(-1))
 
     hooks = [block.attn.register_forward_hook(record) for block in model.blocks]
@@ -44,27 +47,36 @@ def edge_attention(model, graphs: Graphs, vocab: Vocab) -> dict[str, torch.Tenso
 
 
 def edge_mass(weights: list[torch.Tensor], graphs: Graphs) -> dict[str, torch.Tensor]:
-    """From each layer's attention weights (n, heads, T, T) on the forward view of `graphs`: per layer, head and
-    offset o, the mean attention weight that the input position holding the previous node v puts on the prefix
-    token at o from the start of the edge that *starts* at v (`outgoing`: the cheat's look-up) and of the edge
-    that *ends* at v (`incoming`, for comparison), over target positions 3..l; `offsets` lists o, and `uniform`
-    is what one token gets under uniform attention over the positions the query can see. An edge is three
-    tokens `u v |`, offsets 0, 1, 2: its two nodes and the separator after it (`/` after the last edge), where an
-    earlier layer can have gathered the pair. Offsets are relative because an earlier layer can as well have
-    copied the pair to a token a fixed distance away, and a look-up by content then reads it there (the forward
-    runs of G(3,6), seeds 0 and 1 of the committed grid, read six tokens on from the edge's start)."""
+    """From each layer's attention weights (n, heads, T, T) on the forward view of
+    `graphs`: per layer, head and offset o, the mean attention weight that the input
+    position holding the previous node v puts on the prefix token at o from the start of
+    the edge that *starts* at v (`outgoing`: the cheat's look-up) and of the edge that
+    *ends* at v (`incoming`, for comparison), over target positions 3..l; `offsets`
+    lists o, and `uniform` is what one token gets under uniform attention over the
+    positions the query can see. An edge is three tokens `u v |`, offsets 0, 1, 2: its
+    two nodes and the separator after it (`/` after the last edge), where an earlier
+    layer can have gathered the pair. Offsets are relative because an earlier layer can
+    as well have copied the pair to a token a fixed distance away, and a look-up by
+    content then reads it there (the forward runs of G(3,6), seeds 0 and 1 of the
+    committed grid, read six tokens on from the edge's start)."""
     P, l = prefix_len(graphs.edges.shape[1]), graphs.path.shape[1]
     offsets = torch.arange(-(P - 1), P)
     out = {"outgoing": 0.0, "incoming": 0.0}
-    for i in range(3, l + 1):  # target position i is predicted at input position P + i - 2, which holds path[i-2]
+    for i in range(3, l + 1):
+        # target position i is predicted at input P + i - 2, which holds path[i-2]
         query, v = P + i - 2, graphs.path[:, i - 2, None]
         for name, end in (("outgoing", 0), ("incoming", 1)):
-            start = 3 * (graphs.edges[:, :, end] == v).float().argmax(1)  # the edge v -> child (or parent -> v)
-            keys = start[:, None] + offsets[None, :]  # (n, offsets); outside the prefix weighs nothing
-            inside, index = ((keys >= 0) & (keys < P))[:, None, :], keys.clamp(0, P - 1)[:, None, :]
+            # the edge v -> child (or parent -> v)
+            start = 3 * (graphs.edges[:, :, end] == v).float().argmax(1)
+            # (n, offsets); outside the prefix weighs nothing
+            keys = start[:, None] + offsets[None, :]
+            inside = ((keys >= 0) & (keys < P))[:, None, :]
+            index = keys.clamp(0, P - 1)[:, None, :]
             # the same keys in every layer: (layers, heads, offsets)
-            mass = torch.stack([(layer[:, :, query, :P].gather(2, index.expand(-1, layer.shape[1], -1)) * inside)
-                                .mean(0) for layer in weights])
+            mass = torch.stack([
+                (layer[:, :, query, :P].gather(2, index.expand(-1, layer.shape[1], -1))
+                 * inside).mean(0)
+                for layer in weights])
             out[name] = out[name] + mass / (l - 2)
     visible = torch.tensor([P + i - 1 for i in range(3, l + 1)], dtype=torch.float)
     return {**out, "offsets": offsets, "uniform": (1 / visible).mean()}

@@ -13,6 +13,23 @@ from .graphs import Graphs
 from .models import PRETRAINED
 from .resolve import resolve
 
+# One colour per target position, the same in every figure of the book: position 2, the arm choice, in red;
+# the copies of the query (1, the source; l, the goal) in greys would vary with l, so each index keeps its own.
+POSITION_COLOURS = ["#4d4d4d", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
+# One colour per objective, the same in every figure: forward next-token training and its reversal stand apart.
+MODE_COLOURS = {"forward": "#d62728", "reverse": "#1f77b4", "teacherless": "#2ca02c", "dropout": "#9467bd",
+                "multi_token": "#ff7f0e", "diffusion": "#8c564b", "bst": "#17becf"}
+
+
+def position_colour(position: int) -> str:
+    """The book's colour for target position `position` (1-based)."""
+    return POSITION_COLOURS[(position - 1) % len(POSITION_COLOURS)]
+
+
+def mode_colour(label: str) -> str | None:
+    """The book's colour for the objective a curve's label starts with (None: matplotlib's next colour)."""
+    return next((c for m, c in MODE_COLOURS.items() if label.split()[0:1] == [m]), None)
+
 
 def scale_label(cfg: RunConfig) -> str:
     """The scale a figure's numbers come from: task, model, budget, data and seed."""
@@ -50,14 +67,14 @@ def plot_curves(histories: dict[str, list[dict]], metric: str = "gen_accuracy", 
     sns.set_theme(style="whitegrid")
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     for label, history in histories.items():
-        ax.plot(history["step"], history[metric], marker="o", label=label)
+        ax.plot(history["step"], history[metric], marker="o", label=label, color=mode_colour(label))
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle="--", label=f"chance 1/d = {chance:.2f}")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=9)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return ax
 
 
@@ -68,9 +85,8 @@ def plot_positions(history: list[dict], prefix: str = "tf_token_accuracy", title
     sns.set_theme(style="whitegrid")
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     values = history[prefix]
-    palette = sns.color_palette("viridis", values.shape[1])
-    for i, colour in enumerate(palette, 1):
-        ax.plot(history["step"], values[:, i - 1], marker="o", color=colour, label=f"position {i}")
+    for i in range(1, values.shape[1] + 1):
+        ax.plot(history["step"], values[:, i - 1], marker="o", color=position_colour(i), label=f"position {i}")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(prefix.replace("_", " "))
     if log:
@@ -78,5 +94,6 @@ def plot_positions(history: list[dict], prefix: str = "tf_token_accuracy", title
     elif "accuracy" in prefix:
         ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=9)
-    ax.legend(ncol=2, loc="best")
+    # beside the axes, never over a curve
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return ax

@@ -43,8 +43,26 @@ def test_notebook_is_stored_clean_and_parameterised(path):
         "the first code cell installs nexttok from the repository when it is missing"
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, "every chapter has one papermill parameters cell"
-    assert any(re.search(r"^\s*assert ", c.source, re.M) for c in code), "the chapter asserts its claims"
+    # a claim is asserted in the cell, or by a named function of nexttok.claims (which raises AssertionError)
+    assert any(re.search(r"^\s*(assert |claims\.\w+\()", c.source, re.M) for c in code), \
+        "the chapter asserts its claims"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+# chapters whose figures are still being given captions (issue #37): the remedies chapter is being rebuilt
+CAPTIONS_PENDING = {"remedies.ipynb"}
+
+
+@pytest.mark.parametrize("path", [nb for nb in NOTEBOOKS if nb.name not in CAPTIONS_PENDING], ids=lambda p: p.name)
+def test_every_figure_is_numbered_and_captioned(path):
+    """A cell that draws a figure carries its caption and label in its metadata (mystnb.figure), so the page
+    shows it as a numbered figure with a caption."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and re.search(r"plt\.subplots\(|draw_graph\(", cell.source) \
+                and "if paper_runs:" not in cell.source:  # (a figure only once paper-scale runs exist)
+            figure = cell.metadata.get("mystnb", {}).get("figure", {})
+            assert figure.get("caption") and figure.get("name", "").startswith("fig-"), cell.source[:120]
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ LAYERS = [
     {"train"},
     {"runs", "bench"},
     {"sweep", "chapter", "learning"},
+    {"claims"},
     {"cli", "__init__"},
     {"__main__"},
 ]

@@ -83,34 +83,45 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
 
-    def queries_keys_values(self, x, rotary: torch.Tensor | None, n_queries: int | None = None):
-        """q of the last n_queries positions (all when None), k and v of every position: (B, H, T, hd) each,
-        q and k rotated to their positions."""
+    def queries_keys_values(self, x, rotary: torch.Tensor | None,
+                            n_queries: int | None = None):
+        """q of the last n_queries positions (all when None), k and v of every position:
+        (B, H, T, hd) each, q and k rotated to their positions."""
         B, T, C = x.shape
-        heads = lambda t: t.view(B, -1, self.n_head, C // self.n_head).transpose(1, 2)  # noqa: E731
+        hd = C // self.n_head
+        heads = lambda t: t.view(B, -1, self.n_head, hd).transpose(1, 2)  # noqa: E731
         if n_queries is None:
             q, k, v = map(heads, self.qkv(x).split(C, 2))
         else:  # only the last n positions ask: their queries alone
-            q = heads(F.linear(x[:, -n_queries:], self.qkv.weight[:C], self.qkv.bias[:C]))
-            k, v = map(heads, F.linear(x, self.qkv.weight[C:], self.qkv.bias[C:]).split(C, 2))
-        return rotate(q, None if rotary is None else rotary[:, -q.shape[2]:]), rotate(k, rotary), v
+            w, b = self.qkv.weight, self.qkv.bias
+            q = heads(F.linear(x[:, -n_queries:], w[:C], b[:C]))
+            kv = F.linear(x, w[C:], b[C:])
+            k, v = map(heads, kv.split(C, 2))
+        q_rotary = None if rotary is None else rotary[:, -q.shape[2]:]
+        return rotate(q, q_rotary), rotate(k, rotary), v
 
-    def forward(self, x, rotary=None, cache: KVCache | None = None, n_queries: int | None = None, causal: bool = True):
-        """rotary: the rotary table's rows for x's positions (None: learned positions). n_queries=n: only
-        the last n positions ask (keys and values still come from every position); the result is those n rows
-        of the full attention, at a fraction of the cost. causal=False lets every position see every other
+    def forward(self, x, rotary=None, cache: KVCache | None = None,
+                n_queries: int | None = None, causal: bool = True):
+        """rotary: the rotary table's rows for x's positions (None: learned positions).
+        n_queries=n: only the last n positions ask (keys and values still come from
+        every position); the result is those n rows of the full attention, at a
+        fraction of the cost. causal=False lets every position see every other
         (masked diffusion's denoiser)."""
         B, T, C = x.shape
         q, k, v = self.queries_keys_values(x, rotary, n_queries)
         if n_queries is not None:
-            # query i sits at position T - n + i and sees keys 0..T - n + i (a bottom-right causal mask)
-            mask = torch.ones(n_queries, T, dtype=torch.bool, device=x.device).tril(T - n_queries) if causal else None
+            # query i sits at position T - n + i and sees keys 0..T - n + i
+            mask = None
+            if causal:
+                mask = torch.ones(n_queries, T, dtype=torch.bool, device=x.device)
+                mask = mask.tril(T - n_queries)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             return self.proj(y.transpose(1, 2).reshape(B, n_queries, C))
         if cache is not None:
             if not causal:
                 raise ValueError("a key/value cache is for causal decoding")
-            causal = cache.pos == 0  # filling the cache: causal; one new token: it sees every key
+            # filling the cache: causal; then one new token sees every key
+            causal = cache.pos == 0
             if not causal and T != 1:
                 raise ValueError("a filled cache takes one token at a time")
             k, v = cache.update(self.layer, k, v)
@@ -125,10 +136,12 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg, layer)
         self.ln_2 = nn.LayerNorm(cfg.n_embd)
         self.mlp = nn.Sequential(
-            nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+            nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+            nn.Linear(4 * cfg.n_embd, cfg.n_embd),
         )
 
-    def forward(self, x, rotary=None, cache=None, n_queries: int | None = None, causal: bool = True):
+    def forward(self, x, rotary=None, cache=None, n_queries: int | None = None,
+                causal: bool = True):
         """n_queries=n: compute the block's output at the last n positions only."""
         residual = x if n_queries is None else x[:, -n_queries:]
         x = residual + self.attn(self.ln_1(x), rotary, cache, n_queries, causal)

@@ -14,11 +14,14 @@ from ..models import build_model
 from ..tokens import Vocab, encode, prefix_len
 
 
-def target_loss(logits: torch.Tensor, targets: torch.Tensor, only_position: int = 0) -> torch.Tensor:
-    """Mean cross-entropy over the target positions; logits (n, l, V) are the last l outputs.
-    only_position=i (1-based) grades target position i alone, the others get no gradient."""
+def target_loss(logits: torch.Tensor, targets: torch.Tensor,
+                only_position: int = 0) -> torch.Tensor:
+    """Mean cross-entropy over the target positions; logits (n, l, V) are the last l
+    outputs. only_position=i (1-based) grades target position i alone; the others get no
+    gradient."""
     if only_position:
-        logits, targets = logits[:, only_position - 1 : only_position], targets[:, only_position - 1 : only_position]
+        graded = slice(only_position - 1, only_position)
+        logits, targets = logits[:, graded], targets[:, graded]
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 

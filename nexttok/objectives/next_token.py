@@ -23,9 +23,10 @@ from .base import Objective, target_loss
 VIEWS = ("forward", "reverse", "teacherless")
 
 
-def make_view(graphs: Graphs, vocab: Vocab, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets): inputs (n, prefix_len + l - 1); targets (n, l), the tokens the last l
-    outputs must predict (target order: reversed in reverse mode)."""
+def make_view(graphs: Graphs, vocab: Vocab,
+              mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets): inputs (n, prefix_len + l - 1); targets (n, l), the tokens the
+    last l outputs must predict (target order: reversed in reverse mode)."""
     if mode not in VIEWS:
         raise ValueError(f"unknown view {mode!r}; choose from {', '.join(VIEWS)}")
     seq = encode(graphs, vocab, reverse=mode == "reverse")
