@@ -18,7 +18,7 @@ from .resolve import resolve
 POSITION_COLOURS = ["#4d4d4d", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 # One colour per objective, the same in every figure: forward next-token training and its reversal stand apart.
 MODE_COLOURS = {"forward": "#d62728", "reverse": "#1f77b4", "teacherless": "#2ca02c", "dropout": "#9467bd",
-                "multi_token": "#ff7f0e", "diffusion": "#8c564b", "bst": "#17becf"}
+                "mtp": "#ff7f0e", "diffusion": "#8c564b", "bst": "#17becf", "hybrid": "#bcbd22"}
 
 
 def position_colour(position: int) -> str:
