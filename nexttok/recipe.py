@@ -27,9 +27,9 @@ RULES = [
     (lambda c: c.mode == "dropout", {"input_dropout": 0.5}),
     (lambda c: c.mode == "hybrid", {"hybrid_fraction": 0.5}),
     (lambda c: c.mode == "diffusion", {"diffusion_weight": "token", "diffusion_schedule": "uniform"}),
-    # masked diffusion sits at the guess for thousands of steps, then learns G(2,5) within about 1500: give it
-    # the budget it needs (at 600 steps it ends at the guess)
-    (lambda c: c.mode == "diffusion" and c.model == "gpt" and c.deg <= 2, {"steps": 10_000}),
+    # masked diffusion sits at the guess for thousands of steps and learns G(2,5) late, as its lr decays: at 600
+    # steps it ends at the guess, and a longer schedule (10,000) had not learned by its end
+    (lambda c: c.mode == "diffusion" and c.model == "gpt" and c.deg <= 2, {"steps": 8_000}),
 ]
 
 # Where the recipe's budget is measured short before a run starts (only when the user leaves steps to the recipe).
