@@ -151,3 +151,21 @@ def test_unfit_positions_are_those_from_3_to_l_of_the_runs_own_path_length_below
     assert unfit_positions(record({"tf_token_accuracy": [*acc[:3], 0.9, 0.95]}, path_len=5), level=0.9) == []
     grid = committed("grid.csv", [])  # read through the same reader as every chapter
     assert grid == []
+
+
+def test_provenance_is_one_row_per_run_and_describe_prints_no_seconds():
+    from nexttok.chapter import provenance
+    metrics = {"gen_accuracy": 0.5, "first_decision_accuracy": 0.5, "on_some_arm": 1.0, "tf_loss": 0.1,
+               "train_seconds": 3.0, "tf_token_accuracy": [1.0, 0.5, 1.0], "gen_token_accuracy": [1.0, 0.5, 0.5]}
+    run = record(metrics, path_len=3)
+    run.provenance = {"commit": "abc", "device": "cpu (x86_64, 1 threads)", "wall_seconds": 3.5}
+    table = provenance([run, run])
+    assert len(table) == 2 and table["commit"].tolist() == ["abc", "abc"] and table["wall seconds"][0] == 3.5
+    assert "train_seconds" not in describe(run), "provenance stays out of the argument"
+
+
+def test_one_colour_per_position_and_per_objective():
+    from nexttok.plots import MODE_COLOURS, mode_colour, position_colour
+    assert len({position_colour(i) for i in range(1, 7)}) == 6
+    assert position_colour(2) == position_colour(2) and mode_colour("forward seed 0") == MODE_COLOURS["forward"]
+    assert mode_colour("reverse") != mode_colour("forward") and mode_colour("gpt2, forward") is None
