@@ -13,25 +13,12 @@ from .graphs import Graphs
 from .models import PRETRAINED
 from .resolve import resolve
 
-try:  # the book's builder: a glued figure gets its number and caption where a page's {glue:figure} names it
-    from myst_nb import glue
-except ImportError:  # a notebook opened alone (Colab): the figure is simply shown in its cell
-    glue = None
-
 # One colour per target position, the same in every figure of the book: position 2, the arm choice, in red;
 # the copies of the query (1, the source; l, the goal) in greys would vary with l, so each index keeps its own.
 POSITION_COLOURS = ["#4d4d4d", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 # One colour per objective, the same in every figure: forward next-token training and its reversal stand apart.
 MODE_COLOURS = {"forward": "#d62728", "reverse": "#1f77b4", "teacherless": "#2ca02c", "dropout": "#9467bd",
                 "multi_token": "#ff7f0e", "diffusion": "#8c564b", "bst": "#17becf"}
-
-
-def show(name: str, fig):
-    """Hand `fig` to the book under `name`, for a numbered figure with a caption (`{glue:figure} name`); in a
-    notebook the cell still draws it as usual."""
-    if glue is not None:
-        glue(name, fig, display=False)
-    return fig
 
 
 def position_colour(position: int) -> str:

@@ -49,6 +49,22 @@ def test_notebook_is_stored_clean_and_parameterised(path):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
 
 
+# chapters whose figures are still being given captions (issue #37): the remedies chapter is being rebuilt
+CAPTIONS_PENDING = {"remedies.ipynb"}
+
+
+@pytest.mark.parametrize("path", [nb for nb in NOTEBOOKS if nb.name not in CAPTIONS_PENDING], ids=lambda p: p.name)
+def test_every_figure_is_numbered_and_captioned(path):
+    """A cell that draws a figure carries its caption and label in its metadata (mystnb.figure), so the page
+    shows it as a numbered figure with a caption."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and re.search(r"plt\.subplots\(|draw_graph\(", cell.source) \
+                and "if paper_runs:" not in cell.source:  # (a figure only once paper-scale runs exist)
+            figure = cell.metadata.get("mystnb", {}).get("figure", {})
+            assert figure.get("caption") and figure.get("name", "").startswith("fig-"), cell.source[:120]
+
+
 @pytest.mark.slow
 def test_book_builds_to_html_without_warnings(tmp_path):
     """The pages build with -W (execution off here: nbval executes the notebooks)."""
