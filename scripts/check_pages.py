@@ -43,6 +43,9 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 1280, 900
+# a figure a chapter draws is legible at page width when the page shrinks it to no less than this fraction of
+# its drawn size (matplotlib draws text at 10 points; at 60% it is about 6 pixels high on the page)
+MIN_SCALE = 0.6
 FIGURE_TEXT = r"^<Figure size [\d.]+x[\d.]+ with \d+ Axes>$"
 
 # run in the page once it has loaded: wait for every image, then report images, empty figures and the
@@ -70,6 +73,7 @@ PAGE_JS = r"""
     images: imgs.map(img => ({
       src: (img.getAttribute("src") || "").slice(0, 120), url: img.currentSrc || img.src,
       width: img.naturalWidth, height: img.naturalHeight, blank: img.naturalWidth ? blank(img) : null,
+      shown: img.clientWidth, output: !!img.closest(".cell_output"),
     })),
     emptyFigures: [...document.querySelectorAll("figure")]
       .filter(f => !f.querySelector("img, svg, canvas, object, embed, video, iframe"))
@@ -240,13 +244,17 @@ def _mirrored(mirror: Path | None, url: str) -> Path | None:
 
 
 def _page_problems(found: dict) -> list[str]:
-    """What PAGE_JS found wrong: images that did not load or are blank, empty figures, undrawn figures."""
+    """What PAGE_JS found wrong: images that did not load or are blank, figures a chapter drew too wide to read
+    at page width, empty figures, undrawn figures."""
     problems = []
     for img in found["images"]:
         if not img["width"]:
             problems.append(f"image did not load: {img['src'] or img['url'] or '(no src)'}")
         elif img["blank"]:
             problems.append(f"image is blank (one colour): {img['src']}")
+        elif img.get("output") and img.get("shown") and img["shown"] < MIN_SCALE * img["width"]:
+            problems.append(f"figure shrunk to {img['shown'] / img['width']:.0%} of its size at page width, its "
+                            f"text too small to read (draw it narrower): {img['src']}")
     problems += [f"figure with no image: {html}" for html in found["emptyFigures"]]
     problems += [f"figure output that was never drawn: {text}" for text in found["figureTexts"]]
     return problems

@@ -114,3 +114,15 @@ def test_chromium_passes_good_pages_and_fails_broken_ones(site):
     assert "widget view not-saved has no saved widget state" in report
     shot = Image.open(site / "shots" / "good.png")
     assert shot.width == check_pages.WIDTH and len(list((site / "shots").glob("*.png"))) == len(names)
+
+
+def test_a_figure_drawn_too_wide_for_the_page_is_a_problem():
+    """A chapter's figure that the page shrinks below MIN_SCALE has text too small to read (the intro's image,
+    drawn at a higher resolution outside a cell, is not held to it)."""
+    def found(shown, output=True):
+        return {"images": [{"src": "_images/a.png", "url": "", "width": 1300, "height": 400, "blank": False,
+                            "shown": shown, "output": output}], "emptyFigures": [], "figureTexts": []}
+    assert check_pages._page_problems(found(800)) == [], "62% of its size: legible"
+    problems = check_pages._page_problems(found(700))
+    assert len(problems) == 1 and "shrunk to 54%" in problems[0] and "_images/a.png" in problems[0]
+    assert check_pages._page_problems(found(700, output=False)) == []
