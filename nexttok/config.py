@@ -197,7 +197,7 @@ def _check_types(cfg: RunConfig) -> None:
     """Every field holds a value of its declared type, whatever the source (a sweep file, papermill, Python):
     an int field takes no bool, no float and no string, so `steps: 5.5` or `steps: true` is refused here
     rather than crashing (or silently running one step) later."""
-    hints = typing.get_type_hints(RunConfig)
+    hints = _hints()
     problems = []
     for f in dataclasses.fields(cfg):
         value, hint = getattr(cfg, f.name), hints[f.name]
@@ -213,6 +213,12 @@ def _check_types(cfg: RunConfig) -> None:
             problems.append(f"{f.name} must be {want} (got {excerpt(value)})")
     if problems:
         raise TaskError("; ".join(problems))
+
+
+@functools.lru_cache(maxsize=1)
+def _hints() -> dict:
+    """RunConfig's field types, evaluated once (evaluating them takes most of a config's checks)."""
+    return typing.get_type_hints(RunConfig)
 
 
 def _is_a(value, kind) -> bool:

@@ -34,6 +34,10 @@ MAX_NODES = 1_000_000
 # changes which random numbers a graph gets, so the budget sits far above every size the book samples
 # (the paper's 242,016 graphs over 50 labels take 0.3 GiB): their graphs are those of one draw.
 SAMPLE_BYTES = 1 << 30
+# The longest line of the text format a model here can read: 4096 tokens (config.MAX_SEQUENCE), each a label of at
+# most 7 characters with its separator. A longer line is refused before it is parsed (parsing a line of 100 MB
+# takes gigabytes).
+MAX_LINE = 4096 * 8
 
 
 @dataclass(frozen=True)
@@ -307,6 +311,9 @@ def read_file(path: str | Path, num_nodes: int | None = None) -> tuple[Graphs, P
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE:
+            raise TaskError(f"{path}:{lineno}: a line of {len(line):,} characters, longer than any graph a model here "
+                            f"reads ({MAX_LINE:,})")
         try:
             edges, s, g, answer = parse_line(line)
             arms = _arms_of(edges, s, g, answer)

@@ -137,12 +137,21 @@ STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, 
 @contextlib.contextmanager
 def finish_step_on_signal():
     """Ctrl-C (SIGINT), and the SIGTERM / SIGHUP that Slurm, docker and `timeout` send, set a flag instead of
-    raising inside a step, so the loop can save a consistent checkpoint after the step it was in, then stop."""
+    raising inside a step, so the loop can save a consistent checkpoint after the step it was in, then stop. A
+    second signal before that stops at once, keeping the last checkpoint (a step of a huge batch can take a
+    minute)."""
     flag = {"signum": None}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
-    previous = {s: signal.signal(s, lambda signum, _: flag.update(signum=signum)) for s in STOP_SIGNALS}
+
+    def stop(signum, _):
+        if flag["signum"] is not None:  # a second signal: a step can take long (a huge batch); stop within it
+            raise Interrupted(f"interrupted twice ({signal.Signals(signum).name}) within a step; the last checkpoint "
+                              "is kept, continue with --resume", signum)
+        flag.update(signum=signum)
+
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     try:
         yield flag
     finally:

@@ -47,8 +47,9 @@ MAMBA = {"base": {"model": "mamba"}, "grid": {"deg": [2, 3], "mode": ["reverse",
 # Position 2 trained alone (only_position=2), on the seeds of the headline table: the indecipherable chapter
 # sets each beside the full forward run of the same seed.
 INDECIPHERABLE = {"base": {"only_position": 2}, "grid": {"seed": [0, 1, 2, 3, 4]}}
-# the most configs one sweep may list (a grid is the product of its lists' lengths: a typo can make it huge)
-MAX_CONFIGS = 100_000
+# the most configs one sweep may list (a grid is the product of its lists' lengths: a typo can make it huge); each
+# is checked and resolved as the sweep loads, about a millisecond apiece
+MAX_CONFIGS = 10_000
 # Teacherless training of G(2,l) with the recipe's model, evaluated every 25 steps to see the order in which
 # positions are learned, on seeds 0-2: l = 3, 4, 5 at the recipe's budget (600 steps), l = 3, 4 at five times
 # that budget (3000 steps) and l = 4 at ten times it (6000 steps); and, for depth, G(2,4) with 4 layers at 3000

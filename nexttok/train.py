@@ -24,6 +24,7 @@ from .devices import autocast, resolve_device, resolve_precision
 from .evaluate import evaluate
 from .graphs import TaskError, seeded_generator
 from .mechanisms import position_gradient_norms
+from .memory import check_memory
 from .objectives import objective
 from .records import finite_json, flatten, provenance, write_table
 from .resolve import resolve
@@ -80,6 +81,7 @@ class Run:
         self.precision = resolve_precision(cfg.precision, self.device)
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)  # denormal floats are very slow on x86 CPUs
+        check_memory(cfg, self.device, self.shard.world)  # refused by its sizes before anything is allocated
         self.train_data, self.test, self.task = load_data(cfg, self.device, self.shard)
         self.vocab = Vocab(self.task.num_nodes)
         torch.manual_seed(cfg.seed)

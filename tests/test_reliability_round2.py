@@ -1,0 +1,152 @@
+"""Reliability, round two (issue 36): each numbered case of the second adversarial pass, tried as a hostile user
+would, and made a clean one-line refusal or a correct result; one test named after each case.
+
+Everything is tiny and runs in this process through `nexttok.cli.main` (see tests/test_reliability.py)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nexttok import memory
+from nexttok.config import RunConfig
+from nexttok.graphs import TaskError
+from nexttok.rundir import save_checkpoint, state_digest
+
+from conftest import tiny_config
+from test_reliability import (TINY, assert_one_line_error, file_hashes, good_lines, interrupted_run, run_cli,
+                              tiny_flags)
+
+# the issue's $T
+T = ["--layers", "1", "--dim", "32", "--heads", "2", "--deg", "2", "--path-len", "3", "--num-nodes", "10", "--device",
+     "cpu", "--batch-size", "8", "--steps", "5", "--n-test", "16", "--quiet"]
+GIB = 1 << 30
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def four_gib(monkeypatch):
+    """A machine with 4 GiB free, whatever this one has: the refusals below do not depend on where they run."""
+    monkeypatch.setattr(memory, "available", lambda device: (4 * GIB, "available on this machine"))
+
+
+def with_flags(base, **changes):
+    flags = list(base)
+    for name, value in changes.items():
+        flag = "--" + name.replace("_", "-")
+        if flag in flags:
+            flags[flags.index(flag) + 1] = str(value)
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Memory and hangs
+
+
+def test_case_01_a_million_nodes_is_refused_by_its_memory_before_allocating(tmp_path, four_gib):
+    started = time.perf_counter()
+    status, out, err = run_cli(["train", *with_flags(T, num_nodes=1_000_000, n_test=2048), "--out", tmp_path / "o"])
+    assert_one_line_error(status, out, err, r"this run needs about [\d.]+ GiB \(evaluation [\d.]+ GiB.*more than the "
+                                            r"4.0 GiB available on this machine")
+    assert time.perf_counter() - started < 5 and not (tmp_path / "o").exists()
+
+
+def test_case_01_the_estimate_follows_the_sizes_and_a_small_run_fits():
+    small = memory.estimate(tiny_config())
+    assert sum(small.values()) < 64 << 20
+    big = memory.estimate(tiny_config(num_nodes=1_000_000, n_test=2048))
+    assert big["evaluation"] > 1000 * small["evaluation"] and big["model and AdamW"] > 16 * 64_000_000
+    # the real machine's memory is read (MemAvailable) and the tiny run fits in it
+    free, where = memory.available(torch.device("cpu"))
+    assert free is None or free > 0
+    assert memory.check_memory(tiny_config(), torch.device("cpu")) == small
+
+
+def test_case_02_mtp_heads_are_bounded_by_the_target_length():
+    for heads in (4, 1_000_000_000):
+        status, out, err = run_cli(["train", *with_flags(T, layers=2, mode="mtp", mtp_heads=heads)])
+        assert_one_line_error(status, out, err, r"--mtp-heads \d+ is more heads than the 3 target tokens")
+    # as many heads as target tokens is allowed, and each extra head counts in the model's size
+    cfg = tiny_config(mode="mtp", mtp_heads=4)
+    assert memory.model_params(cfg) > memory.model_params(tiny_config(mode="mtp", mtp_heads=2))
+
+
+@pytest.mark.parametrize("changes, msg", [
+    ({"n_test": 10_000_000, "num_nodes": 1_000_000}, r"drawing 10,000,000 graphs over 1,000,000 labels"),
+    ({"n_train": 100_000_000}, r"distinct graphs"),
+    ({"n_train": 100_000_000, "num_nodes": 100}, r"this run needs about .*graphs [\d.]+ GiB"),
+])
+def test_case_04_huge_test_and_train_sets_are_refused_at_once(tmp_path, four_gib, changes, msg):
+    started = time.perf_counter()
+    assert_one_line_error(*run_cli(["train", *with_flags(T, **changes), "--out", tmp_path / "o"]), msg)
+    assert time.perf_counter() - started < 5
+
+
+def test_case_06_a_huge_one_line_data_file_is_refused_before_it_is_parsed(tmp_path):
+    big = tmp_path / "big.txt"
+    with open(big, "w") as f:  # 12 MB on one line (the issue's was 121 MB; the refusal does not depend on it)
+        f.write("1,2|" * 3_000_000 + "1,2/1,2=1,2\n")
+    (tmp_path / "test.txt").write_text(good_lines(16))
+    started = time.perf_counter()
+    status, out, err = run_cli(["train", *TINY, "--train-file", big, "--test-file", tmp_path / "test.txt",
+                                "--out", tmp_path / "o"])
+    assert_one_line_error(status, out, err, re.escape(str(big)) + r":1: a line of 12,000,011 characters, longer than")
+    assert time.perf_counter() - started < 5
+
+
+def test_case_06_a_huge_batch_is_refused_by_its_memory(four_gib):
+    assert_one_line_error(*run_cli(["train", *with_flags(T, batch_size=1_048_576)]), r"activations [\d.]+ GiB")
+
+
+def test_case_06_a_second_signal_stops_within_the_step(tmp_path, monkeypatch):
+    """A step that takes long: the first SIGTERM waits for it, a second one stops at once (status 143) and the last
+    checkpoint stays as it was."""
+    from nexttok.train import Run
+
+    interrupted_run(tmp_path / "run", step=5)
+    before = file_hashes(tmp_path / "run")
+    original = Run.train_step
+
+    def slow(self):
+        if self.step == 5:  # the step after the checkpoint: two signals arrive in its middle
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
+            raise AssertionError("the second signal did not stop the step")
+        return original(self)
+
+    monkeypatch.setattr(Run, "train_step", slow)
+    status, out, err = run_cli(["train", *TINY, "--out", tmp_path / "run", "--resume"])
+    assert status == 143 and "interrupted twice (SIGTERM)" in err and "Traceback" not in err
+    after = file_hashes(tmp_path / "run")
+    assert after["checkpoint.pt"] == before["checkpoint.pt"]
+
+
+def test_case_06_a_sweep_of_too_many_configs_is_refused_and_the_limit_loads_fast(tmp_path):
+    from nexttok.sweep import MAX_CONFIGS, load_sweep
+
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"grid": {"seed": list(range(99_999))}}))
+    started = time.perf_counter()
+    assert_one_line_error(*run_cli(["sweep", spec, "--collect"]), r"99,999 configs, more than the 10,000")
+    assert time.perf_counter() - started < 5
+    spec.write_text(json.dumps({"grid": {"seed": list(range(2000))}}))
+    started = time.perf_counter()
+    assert len(load_sweep(str(spec))) == 2000
+    assert (time.perf_counter() - started) * MAX_CONFIGS / 2000 < 60  # the largest sweep loads within a minute
