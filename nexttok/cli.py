@@ -17,7 +17,7 @@ from .objectives import MODES
 from .objectives.diffusion import SCHEDULES as DIFFUSION_SCHEDULES, WEIGHTS as DIFFUSION_WEIGHTS
 from .models import MODELS
 from .resolve import resolve
-from .rundir import Interrupted, finished_metrics
+from .rundir import Interrupted, check_folder, finished_metrics
 from .runs import run_dir
 from .sweep import NAMED as NAMED_SWEEPS, collect, config_name, load_sweep, parse_shard, run_sweep, select
 from .devices import resolve_device
@@ -93,6 +93,8 @@ def cmd_train(args) -> None:
     if finished is not None:  # a finished run: report it
         print(json.dumps(finished))
         return
+    if out.is_dir():  # a folder that will be refused is refused before anything is said about it
+        check_folder(out, cfg, args.resume, locked=False)
     if args.resume and not out.exists():
         print(f"nexttok: no run in {out}: starting a new run there", file=sys.stderr)
     elif args.resume and out.is_dir() and not (out / "checkpoint.pt").exists():

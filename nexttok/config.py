@@ -17,6 +17,7 @@ import os
 import reprlib
 import time
 import typing
+from stat import S_ISREG
 from dataclasses import dataclass, field
 
 
@@ -150,7 +151,8 @@ class RunConfig:
             raise TaskError(f"a config is a mapping of field names to values (got {type(d).__name__})")
         unknown = set(d) - set(FIELDS)
         if unknown:
-            raise TaskError(f"unknown config keys: {', '.join(sorted(map(str, unknown)))[:200]}")
+            names = ", ".join(sorted(k[:40] if isinstance(k, str) else excerpt(k, 40) for k in unknown))
+            raise TaskError(f"unknown config keys: {names if len(names) <= 200 else names[:197] + '...'}")
         cfg = cls(**({**OMITTED_AT_DEFAULT, **d} if stored else d))
         return cfg.mark_resolved() if stored else cfg
 
@@ -253,6 +255,8 @@ def file_digest(path: str) -> str:
     and never for a file modified in the last two seconds)."""
     try:
         stat = os.stat(path)
+        if not S_ISREG(stat.st_mode):
+            raise TaskError(f"{path}: not a regular file (a FIFO, a folder or a device); give a data file")
         if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < RACY_NS:
             return _read_digest(path)
         return _digest(os.path.abspath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -291,8 +293,28 @@ def _arms_of(edges, source, goal, path) -> list[list[int]]:
     return arms
 
 
+def irregular(path: str | Path) -> str | None:
+    """What a path is when it exists and is not a regular file ("a FIFO", "a folder", ...); None otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or unreadable: the read itself says so
+    if stat.S_ISREG(mode):
+        return None
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+
+
+def require_regular(path: str | Path, what: str) -> None:
+    """Refuse a path that exists but is not a regular file (a FIFO, a device, a folder, a socket): reading one can
+    block forever or never end."""
+    kind = irregular(path)
+    if kind:
+        raise TaskError(f"{path}: {kind}, not a file of {what}; refusing to read it")
+
+
 def read_text(path: Path, what: str) -> str:
     """A text file's contents, or a TaskError that names the file and says why it cannot be read as `what`."""
+    require_regular(path, what)
     try:
         return path.read_text()
     except UnicodeDecodeError as err:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .config import RunConfig, TaskError
-from .graphs import one_line
+from .graphs import irregular, one_line, require_regular
 
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scaler", "step", "history", "train_seconds", "loss_sum",
                    "loss_count", "digest")
@@ -92,6 +92,7 @@ def save_checkpoint(state: dict, path: Path) -> None:
 def read_checkpoint(path: Path, device, model) -> dict:
     """A checkpoint, read as data only (never as code: weights_only), its digest checked, and its weights of
     `model`'s names and shapes."""
+    require_regular(path, "a checkpoint")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # a truncated, empty, corrupt, missing or foreign file: torch raises many kinds
@@ -191,6 +192,7 @@ def run_folder(out: Path | None, cfg: RunConfig, resume: bool, main: bool):
 def stored_key(folder: Path) -> str | None:
     """The key of the run config in folder/config.json; None when it is not a run's config."""
     try:
+        require_regular(folder / "config.json", "a run's config")
         return RunConfig.from_dict(json.loads((folder / "config.json").read_text()), stored=True).key()
     except (ValueError, TaskError, OSError):  # not JSON, not a config, not readable, a data file gone
         return None
@@ -217,6 +219,11 @@ def check_folder(out: Path, cfg: RunConfig, resume: bool, locked: bool) -> None:
     run; once the folder is locked (no other process is training in it), also a run to continue without
     --resume, or a run of another config that stopped before its first checkpoint."""
     ckpt = out / "checkpoint.pt"
+    for name in RUN_FILES:  # a FIFO named checkpoint.pt or .lock would block the run that opens it
+        kind = irregular(out / name)
+        if kind:
+            raise TaskError(f"--out {out}: {name}: {kind}, not a file a run writes; refusing to read it (choose "
+                            "another --out)")
     foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.endswith(".tmp"))
     if foreign:
         raise TaskError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:5])}); choose an "

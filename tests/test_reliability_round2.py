@@ -150,3 +150,71 @@ def test_case_06_a_sweep_of_too_many_configs_is_refused_and_the_limit_loads_fast
     started = time.perf_counter()
     assert len(load_sweep(str(spec))) == 2000
     assert (time.perf_counter() - started) * MAX_CONFIGS / 2000 < 60  # the largest sweep loads within a minute
+
+
+def billion_laughs(depth: int = 9) -> str:
+    """A sweep whose one value is 9**9 strings when expanded: a few hundred bytes on disk."""
+    text = '&l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'
+    for i in range(1, depth):
+        text = f"&l{i} [" + text + ", " + ", ".join([f"*l{i - 1}"] * 8) + "]"
+    return "runs: [{seed: " + text + "}]\n"
+
+
+def test_case_03_a_billion_laughs_sweep_is_refused_with_a_bounded_excerpt(tmp_path):
+    pytest.importorskip("yaml")
+    import tracemalloc
+
+    spec = tmp_path / "laughs.yaml"
+    spec.write_text(billion_laughs())
+    assert spec.stat().st_size < 1000
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        status, out, err = run_cli(["sweep", spec, "--collect"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_one_line_error(status, out, err, r"config 1 \(seed=\[\[\[\.\.\.\].*seed must be an int")
+    assert len(err) < 400 and peak < 50 << 20 and time.perf_counter() - started < 5
+
+
+def test_case_03_an_unknown_key_of_any_size_is_named_in_a_bounded_excerpt():
+    with pytest.raises(TaskError) as err:
+        RunConfig.from_dict({"x" * 10_000_000: 1, "seed": ["lol"] * 10_000_000})
+    assert len(str(err.value)) < 300 and "unknown config keys: xxxx" in str(err.value)
+    with pytest.raises(TaskError) as err:
+        RunConfig.from_dict({"seed": [["lol"] * 1000] * 1000})
+    assert len(str(err.value)) < 200
+
+
+def test_case_05_a_fifo_checkpoint_is_refused_not_waited_on(tmp_path):
+    interrupted_run(tmp_path / "run")
+    (tmp_path / "run" / "checkpoint.pt").unlink()
+    os.mkfifo(tmp_path / "run" / "checkpoint.pt")
+    before = file_hashes(tmp_path / "run", skip=("checkpoint.pt",))
+    started = time.perf_counter()
+    status, out, err = run_cli(["train", *TINY, "--out", tmp_path / "run", "--resume"], seconds=10)
+    assert_one_line_error(status, out, err, r"checkpoint.pt: a FIFO, not a file a run writes")
+    assert time.perf_counter() - started < 5
+    assert file_hashes(tmp_path / "run", skip=("checkpoint.pt",)) == before
+
+
+@pytest.mark.parametrize("name", ["config.json", "metrics.json", ".lock", "history.csv"])
+def test_case_05_a_fifo_of_any_run_file_is_refused(tmp_path, name):
+    (tmp_path / "run").mkdir()
+    os.mkfifo(tmp_path / "run" / name)
+    assert_one_line_error(*run_cli(["train", *TINY, "--out", tmp_path / "run", "--resume"], seconds=10),
+                          re.escape(name) + ": a FIFO")
+
+
+def test_case_05_fifo_data_files_and_run_files_are_refused_by_every_reader(tmp_path):
+    from nexttok.config import file_digest
+    from nexttok.records import RunRecord, read_table
+
+    os.mkfifo(tmp_path / "fifo")
+    for read in (lambda: file_digest(str(tmp_path / "fifo")), lambda: read_table(tmp_path / "fifo"),
+                 lambda: RunRecord.load(tmp_path)):
+        with pytest.raises(TaskError, match="FIFO|not a regular file|not a readable run file"):
+            read()
+    assert_one_line_error(*run_cli(["train", *TINY, "--train-file", tmp_path / "fifo", "--test-file",
+                                    tmp_path / "fifo"], seconds=10), "fifo")
