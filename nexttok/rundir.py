@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import signal
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .config import RunConfig, TaskError
+from .config import RunConfig, TaskError, excerpt
 from .graphs import irregular, one_line, require_regular
 
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scaler", "step", "history", "train_seconds", "loss_sum",
@@ -104,9 +105,10 @@ def read_checkpoint(path: Path, device, model) -> dict:
         raise TaskError(f"{path} is corrupt (its contents do not match its digest)")
     mine = model.state_dict()
     weights = state["model"] if isinstance(state["model"], dict) else {}
-    wrong = sorted(set(mine) ^ set(weights)) + sorted(
+    wrong = sorted(set(mine) ^ set(weights), key=str) + sorted(
         k for k in set(mine) & set(weights)
-        if not isinstance(weights[k], torch.Tensor) or weights[k].shape != mine[k].shape)
+        if not isinstance(weights[k], torch.Tensor) or weights[k].shape != mine[k].shape
+        or weights[k].dtype != mine[k].dtype)
     if wrong:
         raise TaskError(f"{path} holds weights of another model ({len(wrong)} differ in name or shape, e.g. "
                         f"{one_line(wrong[0], 80)}): the model, its size and the task's vocabulary must match")
@@ -128,7 +130,51 @@ def read_run_checkpoint(path: Path, device, model, cfg: RunConfig) -> dict:
         mine = cfg.to_dict()
         changed = sorted(k for k in set(state["config"]) | set(mine) if state["config"].get(k) != mine.get(k))
         raise TaskError(f"{path} was written by a run with other settings ({', '.join(changed)}); use another --out")
+    problem = progress_problem(state, cfg)
+    if problem:
+        raise TaskError(f"{path} is not a checkpoint of this run ({problem}); delete it to start over")
     return state
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def progress_problem(state: dict, cfg: RunConfig) -> str | None:
+    """What is wrong with a checkpoint's progress for `cfg` (None: nothing): the digest guards against corruption,
+    not against a crafted file, so every field is checked for its type and its range. The step is in 0..steps; the
+    history holds one well-formed evaluation at each step the run evaluates at, up to the step; the loss summed since
+    the last evaluation counts the steps since it; the seconds are a finite number."""
+    step, history, count = state["step"], state["history"], state["loss_count"]
+    if not _int(step) or not 0 <= step <= cfg.steps:
+        return f"step {excerpt(step)} is not in 0..{cfg.steps}"
+    if not isinstance(history, list):
+        return f"its history is {type(history).__name__}, not a list of evaluations"
+    wanted = list(range(cfg.eval_every, step + 1, cfg.eval_every))
+    if step == cfg.steps and cfg.steps % cfg.eval_every:
+        wanted.append(cfg.steps)
+    if len(history) != len(wanted):
+        return f"its history holds {len(history)} evaluations, not the {len(wanted)} of {step} steps"
+    for entry, at in zip(history, wanted):
+        if not isinstance(entry, dict) or entry.get("step") != at or not all(isinstance(k, str) for k in entry):
+            return f"its history's evaluation at step {at} is {excerpt(entry, 60)}"
+        for k in ("lr", "train_loss", "gen_accuracy"):
+            if not _number(entry.get(k)):
+                return f"its history's {k} at step {at} is {excerpt(entry.get(k), 60)}"
+        for k, v in entry.items():
+            if not (_number(v) or v is None or (isinstance(v, list) and all(_number(x) or x is None for x in v))):
+                return f"its history's {k[:40]} at step {at} is {excerpt(v, 60)}"
+    if not _int(count) or count != step - (wanted[-1] if wanted else 0):
+        return f"loss_count {excerpt(count)} is not the {step - (wanted[-1] if wanted else 0)} steps since the last evaluation"
+    for name in ("loss_sum", "train_seconds"):
+        v = state[name]
+        if not _number(v) or not math.isfinite(v) or (name == "train_seconds" and v < 0):
+            return f"{name} {excerpt(v)} is not a finite number" + (" >= 0" if name == "train_seconds" else "")
+    return None
 
 
 # --- signals ---

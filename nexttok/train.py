@@ -18,11 +18,11 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .config import RunConfig, checkpoint_file
+from .config import RunConfig, checkpoint_file, excerpt
 from .data import load_data
 from .devices import autocast, resolve_device, resolve_precision
 from .evaluate import evaluate
-from .graphs import TaskError, seeded_generator
+from .graphs import TaskError, one_line, seeded_generator
 from .mechanisms import position_gradient_norms
 from .memory import check_memory
 from .objectives import objective
@@ -160,8 +160,17 @@ class Run:
         """Resume from a checkpoint of this run's config (`rundir.read_run_checkpoint`)."""
         state = read_run_checkpoint(path, self.device, self.model, self.cfg)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        try:  # the optimiser's and scaler's states, of this model's parameters and shapes
+            self.optimizer.load_state_dict(state["optimizer"])
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    for name, value in self.optimizer.state.get(p, {}).items():
+                        if name != "step" and (not isinstance(value, torch.Tensor) or value.shape != p.shape):
+                            raise ValueError(f"AdamW's {name} is {excerpt(value, 60)}, not of shape {tuple(p.shape)}")
+            self.scaler.load_state_dict(state["scaler"])
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError) as err:
+            raise TaskError(f"{path} holds an optimiser state that is not this run's ({one_line(err, 120)}); delete "
+                            "it to start over") from None
         self.step, self.history, self.train_seconds = state["step"], state["history"], state["train_seconds"]
         self.loss_sum.fill_(state["loss_sum"])
         self.loss_count = state["loss_count"]

@@ -847,7 +847,7 @@ CASES = [
     E("ckpt-missing-key", "train", *TINY, "--out", "{ckpt_no_digest}", "--resume", match="missing digest"),
     E("ckpt-pickle-payload", "train", *TINY, "--out", "{ckpt_payload}", "--resume", match="not a readable checkpoint"),
     E("ckpt-a-list", "train", *TINY, "--out", "{ckpt_list}", "--resume", match="not a nexttok checkpoint"),
-    E("ckpt-a-folder", "train", *TINY, "--out", "{ckpt_folder}", "--resume", match="not a readable checkpoint"),
+    E("ckpt-a-folder", "train", *TINY, "--out", "{ckpt_folder}", "--resume", match="checkpoint.pt: a folder, not a file a run writes"),
     E("ckpt-unknown-config", "train", *TINY, "--out", "{ckpt_future}", "--resume",
       match="holds a config this version cannot read"),
 

@@ -218,3 +218,90 @@ def test_case_05_fifo_data_files_and_run_files_are_refused_by_every_reader(tmp_p
             read()
     assert_one_line_error(*run_cli(["train", *TINY, "--train-file", tmp_path / "fifo", "--test-file",
                                     tmp_path / "fifo"], seconds=10), "fifo")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints crafted with the digest recomputed (it guards against corruption, not against a crafted file)
+
+
+def craft(folder: Path, change) -> None:
+    """Rewrite folder/checkpoint.pt with `change(state)` applied and its digest recomputed, as anyone can."""
+    path = folder / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state.pop("digest")
+    change(state)
+    torch.save({**state, "digest": state_digest(state)}, path)
+
+
+def setter(**values):
+    return lambda state: state.update(values)
+
+
+def resume_refused(tmp_path, change, match):
+    interrupted_run(tmp_path / "run")  # 6 of 8 steps: one evaluation (step 4), two steps since it
+    craft(tmp_path / "run", change)
+    before = file_hashes(tmp_path / "run")
+    status, out, err = run_cli(["train", *TINY, "--out", tmp_path / "run", "--resume"])
+    assert_one_line_error(status, out, err, match)
+    assert file_hashes(tmp_path / "run") == before
+
+
+@pytest.mark.parametrize("change, match", [
+    (setter(step=10 ** 12), r"step 1000000000000 is not in 0..8"),
+    (setter(step=-5), r"step -5 is not in 0..8"),
+    (setter(history=[{"step": "four"}]), r"history's evaluation at step 4 is \{'step': 'four'\}"),
+    (setter(history=[{"step": 4, "lr": 0.1, "train_loss": 2.0, "gen_accuracy": [[1]]}]), r"history's gen_accuracy"),
+    (setter(history=[]), r"history holds 0 evaluations, not the 1 of 6 steps"),
+    (setter(history={"step": 4}), r"history is dict, not a list"),
+], ids=["huge-step", "negative-step", "step-a-word", "nested-metric", "history-empty", "history-a-dict"])
+def test_case_11_crafted_checkpoints_with_a_recomputed_digest_are_refused(tmp_path, change, match):
+    resume_refused(tmp_path, change, match)
+
+
+def test_case_11_a_huge_step_never_reaches_metrics(tmp_path):
+    interrupted_run(tmp_path / "run")
+    craft(tmp_path / "run", setter(step=10 ** 12))
+    run_cli(["train", *TINY, "--out", tmp_path / "run", "--resume"])
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def wrong_shape(state):
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.zeros(3, 3, 3)
+
+
+def missing_weight(state):
+    state["model"].pop(next(iter(state["model"])))
+
+
+def wrong_optimizer_moment(state):
+    first = next(iter(state["optimizer"]["state"].values()))
+    first["exp_avg"] = torch.zeros(7)
+
+
+@pytest.mark.parametrize("change, match", [
+    (setter(step="6"), r"step '6' is not in 0..8"),
+    (setter(history="[]"), r"history is str"),
+    (setter(loss_sum="1.5"), r"loss_sum '1.5' is not a finite number"),
+    (setter(train_seconds="3"), r"train_seconds '3' is not a finite number"),
+    (setter(train_seconds=float("nan")), r"train_seconds nan is not a finite number"),
+    (setter(loss_count=-1), r"loss_count -1 is not the 2 steps"),
+    (wrong_shape, r"holds weights of another model"),
+    (missing_weight, r"holds weights of another model"),
+    (setter(step=8, history=[]), r"history holds 0 evaluations, not the 2 of 8 steps"),
+    (wrong_optimizer_moment, r"optimiser state that is not this run's \(AdamW's exp_avg"),
+    (setter(optimizer={"state": {}, "param_groups": "x"}), r"optimiser state that is not this run's"),
+], ids=["step-a-string", "history-a-string", "loss-sum-a-string", "seconds-a-string", "seconds-nan",
+        "negative-count", "wrong-shape", "missing-weight", "huge-step-empty-history", "optimizer-shape",
+        "optimizer-malformed"])
+def test_case_13_crafted_checkpoints_that_were_tracebacks_are_refused_in_one_line(tmp_path, change, match):
+    resume_refused(tmp_path, change, match)
+
+
+def test_case_11_the_untouched_checkpoint_still_resumes(tmp_path):
+    """The checks pass a real checkpoint (and one re-saved with its digest recomputed, unchanged)."""
+    interrupted_run(tmp_path / "run")
+    craft(tmp_path / "run", lambda state: None)
+    status, out, err = run_cli(["train", *TINY, "--out", tmp_path / "run", "--resume"])
+    assert status == 0, err
+    assert json.loads(out)["steps"] == 8
