@@ -135,8 +135,11 @@ def read_table(path: str | Path) -> list[dict]:
         return None if v == "" else v
 
     require_regular(path, "a table")
-    with open(path, newline="") as f:
-        return [{k: v if k in TEXT_COLUMNS else parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    try:
+        with open(path, newline="") as f:
+            return [{k: v if k in TEXT_COLUMNS else parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    except OSError as err:
+        raise TaskError(f"{path}: cannot read the table ({err.strerror})") from None
 
 
 def flatten(record: dict) -> dict:

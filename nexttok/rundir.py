@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .config import RunConfig, TaskError, excerpt
+from .config import RunConfig, TaskError, checkpoint_file, excerpt, file_digest
 from .graphs import irregular, one_line, require_regular
 
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scaler", "step", "history", "train_seconds", "loss_sum",
@@ -82,6 +82,23 @@ def state_digest(state) -> str:
     return h.hexdigest()
 
 
+def data_digests(cfg: RunConfig) -> dict:
+    """The contents' digests of the files a run reads (its data files, the checkpoint it starts from), by field:
+    a checkpoint holds them, so a run folder keys its data by contents as the run cache does."""
+    return {k: file_digest(checkpoint_file(v) if k == "init_from" else v)
+            for k in ("train_file", "test_file", "init_from") if (v := getattr(cfg, k))}
+
+
+def changed_files(state: dict, cfg: RunConfig) -> list[str]:
+    """The files of cfg whose contents differ from those the checkpoint's run read (none for a checkpoint written
+    before checkpoints held them)."""
+    saved = state.get("files")
+    if not isinstance(saved, dict):
+        return []
+    now = data_digests(cfg)
+    return [f"{k} {getattr(cfg, k)}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+
+
 def save_checkpoint(state: dict, path: Path) -> None:
     """The state with its digest, written atomically."""
     try:
@@ -126,6 +143,10 @@ def read_run_checkpoint(path: Path, device, model, cfg: RunConfig) -> dict:
         saved = RunConfig.from_dict(state["config"], stored=True)
     except TaskError as err:
         raise TaskError(f"{path} holds a config this version cannot read ({err}); delete it to start over") from None
+    changed = changed_files(state, cfg)
+    if changed:
+        raise TaskError(f"{path}: {', '.join(changed)} changed since this run read it (a run is keyed by its data's "
+                        "contents); use another --out, or restore the file")
     if saved.key() != cfg.key():
         mine = cfg.to_dict()
         changed = sorted(k for k in set(state["config"]) | set(mine) if state["config"].get(k) != mine.get(k))
@@ -223,6 +244,7 @@ def run_folder(out: Path | None, cfg: RunConfig, resume: bool, main: bool):
         return
     if out.exists() and not out.is_dir():
         raise TaskError(f"--out {out} is a file, not a folder")
+    check_not_nested(out)
     if out.is_dir():
         check_folder(out, cfg, resume, locked=False)  # a folder of someone's own files gets no lock file
     out.mkdir(parents=True, exist_ok=True)
@@ -255,9 +277,78 @@ def finished_metrics(out: Path, cfg: RunConfig) -> dict | None:
         metrics = json.loads((out / "metrics.json").read_text())
     except (OSError, ValueError) as err:
         raise TaskError(f"{out}/metrics.json cannot be read ({one_line(err, 120)}); delete the folder to run it again") from None
-    if not isinstance(metrics, dict) or "gen_accuracy" not in metrics:
-        raise TaskError(f"{out}/metrics.json is not a run's metrics; delete the folder to run it again")
+    problem = metrics_problem(metrics, cfg)
+    if problem:
+        raise TaskError(f"{out}/metrics.json is not this run's metrics ({problem}); delete the folder to run it again")
+    problem = checkpoint_disagrees(out, cfg)
+    if problem:
+        raise TaskError(f"{out} {problem}; delete the folder to run it again, or choose another --out")
     return metrics
+
+
+METRICS = ("gen_accuracy", "gen_token_accuracy", "tf_token_accuracy", "tf_loss", "first_decision_accuracy",
+           "on_some_arm", "steps", "train_seconds")
+
+
+def metrics_problem(metrics, cfg: RunConfig) -> str | None:
+    """What is wrong with a finished run's metrics for cfg (None: nothing): every metric of the CLI's contract, a
+    number (None where it was not finite), one per target position for a per-position metric, and cfg's steps."""
+    if not isinstance(metrics, dict):
+        return f"a {type(metrics).__name__}, not an object"
+    missing = [k for k in METRICS if k not in metrics]
+    if missing:
+        return f"no {', '.join(missing)}"
+    for k, v in metrics.items():
+        if k in ("gen_token_accuracy", "tf_token_accuracy"):
+            if not isinstance(v, list) or len(v) != cfg.path_len or not all(_number(x) or x is None for x in v):
+                return f"{k} is {excerpt(v, 60)}, not {cfg.path_len} numbers"
+        elif not (_number(v) or v is None or (isinstance(v, list) and all(_number(x) or x is None for x in v))):
+            return f"{k[:40]} is {excerpt(v, 60)}"
+    if metrics["steps"] != cfg.steps:
+        return f"steps {excerpt(metrics['steps'])}, not the run's {cfg.steps}"
+    return None
+
+
+def checkpoint_disagrees(out: Path, cfg: RunConfig) -> str | None:
+    """What a finished run's checkpoint (when it has one) says against its other files: a config.json edited since
+    (the checkpoint holds the config it trained with), or data files whose contents changed. Reads the checkpoint's
+    small fields only (mapped, weights_only)."""
+    ckpt = out / "checkpoint.pt"
+    if not ckpt.is_file():
+        return None
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+        saved = RunConfig.from_dict(state["config"], stored=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        return f"holds a checkpoint that cannot be read ({type(err).__name__}: {one_line(err, 120)})"
+    if saved.key() != cfg.key():
+        mine = cfg.to_dict()
+        edited = sorted(k for k in set(state["config"]) | set(mine) if state["config"].get(k) != mine.get(k))
+        return (f"holds a finished run whose checkpoint was trained with other settings ({', '.join(edited)[:120]}) "
+                "than its config.json says: the files were edited")
+    changed = changed_files(state, cfg)
+    if changed:
+        return f"holds a finished run of other data: {', '.join(changed)} changed since it ran"
+    return None
+
+
+def enclosing_run(out: Path) -> Path | None:
+    """The run folder that `out` would be inside (a folder above it holding a run's checkpoint or metrics, or a
+    run's config beside a lock); None when there is none."""
+    for folder in Path(os.path.abspath(out)).parents:
+        if any((folder / name).is_file() for name in ("checkpoint.pt", "metrics.json")) or (
+                (folder / ".lock").is_file() and stored_key(folder) is not None):
+            return folder
+    return None
+
+
+def check_not_nested(out: Path) -> None:
+    """Refuse a run folder inside another run's folder: the outer run could no longer be resumed (it would hold a
+    folder that is not its own)."""
+    outer = enclosing_run(out)
+    if outer is not None:
+        raise TaskError(f"--out {out} is inside the run folder {outer}; a run cannot hold another (choose a folder "
+                        "outside it)")
 
 
 def check_folder(out: Path, cfg: RunConfig, resume: bool, locked: bool) -> None:
@@ -270,7 +361,11 @@ def check_folder(out: Path, cfg: RunConfig, resume: bool, locked: bool) -> None:
         if kind:
             raise TaskError(f"--out {out}: {name}: {kind}, not a file a run writes; refusing to read it (choose "
                             "another --out)")
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.endswith(".tmp"))
+    names = {p.name for p in out.iterdir()}
+    foreign = sorted(n for n in names if n not in RUN_FILES and not n.endswith(".tmp"))
+    if not {"checkpoint.pt", "metrics.json"} & names:
+        # a run writes history.csv and provenance.json after its last checkpoint: without one they are not its
+        foreign += sorted(names & {"history.csv", "provenance.json"})
     if foreign:
         raise TaskError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:5])}); choose an "
                         "empty or new folder")

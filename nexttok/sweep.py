@@ -198,6 +198,11 @@ def run_sweep(configs: list[RunConfig], out: str | Path, shard: tuple[int, int] 
     out.mkdir(parents=True, exist_ok=True)
     table = shard_table(out, i, n)
     rows, failed = [], []
+    try:  # the rows this shard's table already holds: a config that fails now keeps its row (a sweep never loses one)
+        previous = {row["key"]: row for row in read_table(table)} if table.is_file() else {}
+    except (TaskError, ValueError, OSError, csv.Error, KeyError):
+        previous = {}
+    keys = [_key_or_files(c) for c in mine]
     for number, cfg in enumerate(mine, 1):
         name = config_name(cfg)
         if progress:
@@ -207,10 +212,15 @@ def run_sweep(configs: list[RunConfig], out: str | Path, shard: tuple[int, int] 
         except Interrupted:
             raise
         except (TaskError, OSError) as err:  # the run's own fault (its data, its divergence): the others still run
-            print(f"[shard {i}/{n}] failed: {name}: {err}", file=sys.stderr, flush=True)
-            failed.append(f"{name}: {err}")
-            continue
-        write_table(rows, table)
+            kept = previous.get(keys[number - 1])
+            note = " (its earlier row is kept)" if kept else ""
+            print(f"[shard {i}/{n}] failed: {name}: {err}{note}", file=sys.stderr, flush=True)
+            failed.append(f"{name}: {err}{note}")
+            if not kept:
+                continue
+            rows.append(kept)
+        # the rows of the configs still to come stay in the table until they are run again
+        write_table(rows + [previous[k] for k in keys[number:] if k in previous], table)
     if failed:
         raise TaskError(f"{len(failed)} of {len(mine)} configs failed" + (f"; {table} holds the others" if rows else "")
                         + ":\n  " + "\n  ".join(failed))

@@ -28,7 +28,7 @@ from .memory import check_memory
 from .objectives import objective
 from .records import finite_json, flatten, provenance, write_table
 from .resolve import resolve
-from .rundir import (Interrupted, finish_step_on_signal, read_checkpoint, read_run_checkpoint, run_folder, save_checkpoint,
+from .rundir import (Interrupted, data_digests, finish_step_on_signal, read_checkpoint, read_run_checkpoint, run_folder, save_checkpoint,
                      write_text)
 from .tokens import Vocab
 
@@ -151,6 +151,7 @@ class Run:
             "train_seconds": self.train_seconds,
             "loss_sum": self.loss_sum.item(),
             "loss_count": self.loss_count,
+            "files": data_digests(self.cfg),  # the data's contents this run read: a changed file is refused on resume
         }
 
     def save(self, path: Path) -> None:

@@ -305,3 +305,278 @@ def test_case_11_the_untouched_checkpoint_still_resumes(tmp_path):
     status, out, err = run_cli(["train", *TINY, "--out", tmp_path / "run", "--resume"])
     assert status == 0, err
     assert json.loads(out)["steps"] == 8
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A run folder's contract: no file lost, mixed or silently falsified
+
+
+def tiny_sweep(tmp_path, seeds=(0, 1, 2)) -> Path:
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"base": tiny_config(steps=4, eval_every=4, ckpt_every=4).to_dict(),
+                                "grid": {"seed": list(seeds)}}))
+    return spec
+
+
+def test_case_07_a_truncated_cached_metrics_is_named_and_rerun_and_no_row_is_lost(tmp_path):
+    from nexttok.records import read_table
+
+    spec = tiny_sweep(tmp_path)
+    out = tmp_path / "out"
+    status, _, err = run_cli(["sweep", spec, "--out", out, "--quiet"], seconds=120)
+    assert status == 0, err
+    table = out / "results-shard-0-of-1.csv"
+    before = read_table(table)
+    metrics = sorted((out / "runs").glob("*/metrics.json"))[1]
+    metrics.write_text(metrics.read_text()[:40])  # truncated
+    status, _, err = run_cli(["sweep", spec, "--out", out, "--quiet"], seconds=120)
+    assert status == 0, err
+    assert re.search(re.escape(str(metrics)) + r": not a readable run file .*: running it again", err)
+    after = read_table(table)
+    assert [r["key"] for r in after] == [r["key"] for r in before] and len(after) == 3
+    assert [r["gen_accuracy"] for r in after] == [r["gen_accuracy"] for r in before]
+    assert json.loads(metrics.read_text())["steps"] == 4  # rewritten from the run's last checkpoint
+
+
+def test_case_07_a_config_that_fails_now_keeps_the_row_the_table_had(tmp_path):
+    from nexttok.records import read_table
+
+    spec = tiny_sweep(tmp_path)
+    out = tmp_path / "out"
+    assert run_cli(["sweep", spec, "--out", out, "--quiet"], seconds=120)[0] == 0
+    before = read_table(out / "results-shard-0-of-1.csv")
+    for run in sorted((out / "runs").glob("*")):
+        (run / "metrics.json").write_text("{")  # unreadable, and its checkpoint too: it cannot be finished again
+        (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    status, out_, err = run_cli(["sweep", spec, "--out", out, "--quiet"], seconds=120)
+    assert status == 2 and "Traceback" not in err and out_ == ""
+    assert [line for line in err.splitlines() if line.startswith("nexttok: error: ")] == [
+        f"nexttok: error: 3 of 3 configs failed; {out / 'results-shard-0-of-1.csv'} holds the others:"]
+    assert err.count(": running it again") == 3
+    assert err.count("(its earlier row is kept)") >= 3
+    assert read_table(out / "results-shard-0-of-1.csv") == before
+
+
+def test_case_08_run_files_the_run_did_not_write_are_refused_and_left_untouched(tmp_path):
+    folder = tmp_path / "o"
+    folder.mkdir()
+    (folder / "history.csv").write_text("mine\n")
+    (folder / "provenance.json").write_text("{}\n")
+    before = file_hashes(folder)
+    status, out, err = run_cli(["train", *T, "--out", folder])
+    assert_one_line_error(status, out, err, r"holds files that are not a run.s \(history.csv, provenance.json\)")
+    assert file_hashes(folder) == before and not (folder / ".lock").exists()
+
+
+def data_run(tmp_path, interrupted: bool) -> tuple[list, Path]:
+    (tmp_path / "train.txt").write_text(good_lines(64, seed=1))
+    (tmp_path / "test.txt").write_text(good_lines(16, seed=2))
+    flags = ["train", *TINY, "--train-file", tmp_path / "train.txt", "--test-file", tmp_path / "test.txt", "--out",
+             tmp_path / "run"]
+    if interrupted:
+        from nexttok.resolve import resolve as resolve_
+
+        cfg = resolve_(RunConfig(**{**tiny_config().to_dict(), "train_file": str(tmp_path / "train.txt"),
+                                    "test_file": str(tmp_path / "test.txt")}))
+        interrupted_run(tmp_path / "run", cfg=cfg)
+    else:
+        assert run_cli(flags)[0] == 0
+    return flags, tmp_path / "train.txt"
+
+
+@pytest.mark.parametrize("interrupted", [False, True], ids=["finished", "interrupted"])
+def test_case_09_a_data_file_changed_after_its_out_run_is_named(tmp_path, interrupted):
+    flags, data = data_run(tmp_path, interrupted)
+    before = file_hashes(tmp_path / "run")
+    data.write_text(good_lines(64, seed=7))  # the same shape, other graphs
+    status, out, err = run_cli([*flags, "--resume"])
+    assert_one_line_error(status, out, err, r"train_file .*train.txt changed since")
+    assert file_hashes(tmp_path / "run") == before
+    data.write_text(good_lines(64, seed=1))  # restored: the run is its own again
+    status, out, err = run_cli([*flags, "--resume"])
+    assert status == 0 and json.loads(out)["steps"] == 8, err
+
+
+def test_case_10_a_run_nested_inside_another_is_refused(tmp_path):
+    interrupted_run(tmp_path / "H")
+    before = file_hashes(tmp_path)
+    status, out, err = run_cli(["train", *T, "--out", tmp_path / "H" / "nested"])
+    assert_one_line_error(status, out, err, r"is inside the run folder .*H; a run cannot hold another")
+    assert file_hashes(tmp_path) == before
+    status, out, err = run_cli(["train", *TINY, "--out", tmp_path / "H", "--resume"])
+    assert status == 0 and json.loads(out)["steps"] == 8, err  # H still resumes
+
+
+def test_case_12_a_finished_runs_edited_config_is_not_reported_as_the_new_settings(tmp_path):
+    assert run_cli(["train", *TINY, "--out", tmp_path / "run"])[0] == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    (tmp_path / "run" / "config.json").write_text(json.dumps({**config, "lr": 0.5}))
+    status, out, err = run_cli(["train", *TINY, "--lr", "0.5", "--out", tmp_path / "run", "--resume"])
+    assert_one_line_error(status, out, err, r"checkpoint was trained with other settings \(lr\)")
+
+
+@pytest.mark.parametrize("text", ['{"gen_accuracy": 0.5}', '{"gen_accuracy": 0.5, "steps": 8}', "[]", "{"])
+def test_case_12_a_truncated_metrics_json_is_not_printed_as_a_result(tmp_path, text):
+    assert run_cli(["train", *TINY, "--out", tmp_path / "run"])[0] == 0
+    (tmp_path / "run" / "metrics.json").write_text(text)
+    status, out, err = run_cli(["train", *TINY, "--out", tmp_path / "run", "--resume"])
+    assert_one_line_error(status, out, err, r"metrics.json (is not this run's metrics|cannot be read)")
+
+
+def test_case_12_a_sweep_over_an_edited_cached_config_reruns_it_not_a_blank_row(tmp_path):
+    from nexttok.records import read_table
+
+    spec = tiny_sweep(tmp_path, seeds=(0,))
+    out = tmp_path / "out"
+    assert run_cli(["sweep", spec, "--out", out, "--quiet"], seconds=120)[0] == 0
+    before = read_table(out / "results-shard-0-of-1.csv")
+    config = next((out / "runs").glob("*/config.json"))
+    config.write_text(json.dumps({**json.loads(config.read_text()), "lr": 0.5}))
+    status, _, err = run_cli(["sweep", spec, "--out", out, "--quiet"], seconds=120)
+    assert status == 0 and "is not the config of this run (edited by hand?): running it again" in err, err
+    after = read_table(out / "results-shard-0-of-1.csv")
+    assert len(after) == 1 and after[0]["key"] == before[0]["key"] and after[0]["lr"] == before[0]["lr"]
+    assert all(v not in (None, "") for k, v in after[0].items() if k in ("gen_accuracy", "lr", "steps"))
+
+
+def test_minor_an_empty_out_is_refused_not_the_run_cache(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(*run_cli(["train", *TINY, "--out", ""]), "--out is empty")
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Clean edges
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from nexttok.models.pretrained import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp("gpt2") / "gpt2", "gpt2")
+
+
+def pretrained_flags(weights) -> list:
+    return ["train", *with_flags(TINY, steps=2), "--model", "gpt2", "--weights", weights]
+
+
+def test_case_14_a_truncated_safetensors_is_one_line(tmp_path, tiny_gpt2):
+    import shutil
+
+    weights = tmp_path / "w"
+    shutil.copytree(tiny_gpt2, weights)
+    (weights / "model.safetensors").write_bytes((weights / "model.safetensors").read_bytes()[:100])
+    status, out, err = run_cli([*pretrained_flags(weights), "--out", tmp_path / "o"])
+    assert_one_line_error(status, out, err, r"--weights .*: cannot load a model and its tokenizer")
+
+
+def test_case_14_a_pickled_pytorch_model_bin_is_one_line_and_never_runs(tmp_path, tiny_gpt2):
+    import shutil
+
+    from test_reliability import Payload
+
+    weights = tmp_path / "w"
+    shutil.copytree(tiny_gpt2, weights)
+    (weights / "model.safetensors").unlink()
+    marker = tmp_path / "marker"
+    torch.save({"transformer.wte.weight": Payload(marker)}, weights / "pytorch_model.bin")
+    status, out, err = run_cli([*pretrained_flags(weights), "--out", tmp_path / "o"])
+    assert_one_line_error(status, out, err, r"--weights .*: cannot load a model and its tokenizer")
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_case_15_a_signal_while_starting_exits_in_one_line(tmp_path, signum):
+    """`python -m nexttok` stopped at several moments of its first seconds (its imports): one line, 128 + the
+    signal, no traceback, no run folder. (A signal before the interpreter runs any of the package's code ends the
+    process as the signal does, with no word; nothing can say one then.)"""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for delay in (0.3, 0.8, 1.5):
+        out = tmp_path / f"run-{delay}"
+        proc = subprocess.Popen([sys.executable, "-m", "nexttok", "train", *TINY, "--out", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        time.sleep(delay)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+        if proc.returncode == 0:  # it finished before the signal: nothing to check at this moment
+            continue
+        assert proc.returncode == 128 + signum, stderr
+        assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+        assert stderr.startswith(f"nexttok: interrupted ({signal.Signals(signum).name})"), stderr
+
+
+def test_case_15_a_stop_signal_outside_a_step_is_one_line_in_process(tmp_path, monkeypatch):
+    """Once the command runs, SIGTERM outside a training step (the data being drawn) ends in one line and 143."""
+    import nexttok.train
+
+    train_module = sys.modules["nexttok.train"]  # the module (nexttok.train is also the function's name)
+    original = train_module.load_data
+
+    def load_data(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "load_data", load_data)
+    status, out, err = run_cli(["train", *TINY, "--out", tmp_path / "o"])
+    assert status == 143 and err == "nexttok: interrupted (SIGTERM)\n" and out == ""
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main leaves the handlers as it found them
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    from nexttok.records import write_table
+
+    write_table(rows, path)
+    return path
+
+
+@pytest.fixture
+def results(tmp_path):
+    """A results folder holding one good table of one run (a row as a sweep writes it)."""
+    from nexttok.runs import get_run
+
+    record = get_run(tiny_config(steps=4), tmp_path / "cache", progress=False)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    write_rows(folder / "good.csv", [record.row()])
+    return folder, record.row()
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda row: {k: v for k, v in row.items() if k != "key"}, r"no column key"),
+    (lambda row: {k: v for k, v in row.items() if k != "gen_accuracy"}, r"no column gen_accuracy"),
+    (lambda row: {**row, "tf_token_accuracy_2": ""}, r"bad.csv:2: the row of run \w+ has no tf_token_accuracy_2"),
+], ids=["no-key-column", "no-metric-column", "empty-cell"])
+def test_case_16_chapter_helpers_name_the_missing_column(results, damage, match):
+    from nexttok.chapter import Precondition, committed_runs
+
+    folder, row = results
+    write_rows(folder / "bad.csv", [damage(row)])
+    assert len(committed_runs("good.csv", folder)) == 1
+    with pytest.raises(Precondition, match=match):
+        committed_runs("bad.csv", folder)
+
+
+def test_case_16_chapter_helpers_name_a_missing_file_or_an_empty_folder(tmp_path, results):
+    from nexttok.chapter import Precondition, checked_rows, committed_runs, frame, results_path
+
+    folder, _ = results
+    with pytest.raises(Precondition, match=r"missing.csv: no such results table"):
+        checked_rows(folder / "missing.csv")
+    assert committed_runs("missing.csv", folder) == []  # an optional table a chapter may lack
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Precondition, match=r"holds no results table \(\*.csv\) and no folder of runs"):
+        results_path(root=tmp_path / "empty")
+    assert list(frame([])[frame([])["positions"] == "rope"].columns)[:2] == ["run", "key"]  # no KeyError: 'positions'
+
+
+def test_minor_results_path_refuses_a_name_outside_the_results(results):
+    from nexttok.chapter import Precondition, results_path
+
+    folder, _ = results
+    for parts in (("..", ".."), ("../x.csv",), ("/etc/passwd",)):
+        with pytest.raises(Precondition, match="is not a name inside the results folder"):
+            results_path(*parts, root=folder)
+        with pytest.raises(Precondition, match="is not a name inside the results folder"):
+            results_path(*parts)
