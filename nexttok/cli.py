@@ -149,9 +149,16 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, whose errors are one line (its usage block is what --help prints)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message, 400)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nexttok", description="The path-star task of 'The Pitfalls of Next-Token Prediction'.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="nexttok", description="The path-star task of 'The Pitfalls of Next-Token Prediction'.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     gen = sub.add_parser("generate", help="write path-star graphs in the authors' text format")
     _add_config_flags(gen, {"deg", "path_len", "num_nodes", "seed"})

@@ -240,11 +240,15 @@ def write_file(graphs: Graphs, path: str | Path) -> None:
     Path(path).write_text("\n".join(to_lines(graphs)) + "\n")
 
 
+_LABEL = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
+
+
 def _ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise TaskError(f"{what} {text!r} is not a comma-separated list of integers") from None
+    """Comma-separated labels written in ASCII digits (int() would also take "٤" and "0_4")."""
+    items = text.split(",")
+    if not all(_LABEL.fullmatch(x) for x in items):
+        raise TaskError(f"{what} {text[:60]!r} is not a comma-separated list of integers")
+    values = [int(x) for x in items]
     if any(v < 0 for v in values):
         raise TaskError(f"{what} {text!r} has a negative node label")
     return values

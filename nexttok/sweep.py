@@ -88,9 +88,9 @@ def load_sweep(spec: str) -> list[RunConfig]:
             if path.suffix in (".yaml", ".yml"):
                 import yaml  # optional: JSON needs nothing extra
 
-                data = yaml.safe_load(text)
+                data = yaml.load(text, Loader=_unique_yaml_loader(yaml))
             else:
-                data = json.loads(text)
+                data = json.loads(text, object_pairs_hook=_unique_keys)
         except ImportError:
             raise TaskError(f"{spec}: reading YAML needs PyYAML (pip install pyyaml), or write the sweep as JSON") from None
         except Exception as err:  # the parsers' own errors name line and column
@@ -125,6 +125,35 @@ def load_sweep(spec: str) -> list[RunConfig]:
     if len(set(keys)) != len(keys):
         raise TaskError(f"{spec}: the same config appears twice")
     return configs
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object, refusing a key given twice (where the last one would silently win)."""
+    seen = {}
+    for k, v in pairs:
+        if k in seen:
+            raise ValueError(f"the key {excerpt(k, 40)} appears twice in one object")
+        seen[k] = v
+    return seen
+
+
+def _unique_yaml_loader(yaml):
+    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+            for i, k in enumerate(keys):
+                try:
+                    twice = k in keys[:i]
+                except TypeError:  # an unhashable key: the safe loader refuses it itself
+                    twice = False
+                if twice:
+                    raise yaml.constructor.ConstructorError(None, None, f"the key {excerpt(k, 40)} appears twice in "
+                                                            "one mapping", node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def select(configs: list[RunConfig], where: list[str]) -> list[RunConfig]:

@@ -106,7 +106,7 @@ def assert_argparse_error(status, stdout, stderr, match=None):
     assert status == 2, (status, stderr)
     assert "Traceback" not in stderr and stdout == "", stderr
     lines = stderr.strip().splitlines()
-    assert lines[0].startswith("usage: nexttok") and re.match(r"nexttok( \w+)?: error: ", lines[-1]), stderr
+    assert len(lines) == 1 and re.match(r"nexttok( \w+)?: error: .* \(see nexttok( \w+)? --help\)$", lines[-1]), stderr
     assert sum("error:" in line for line in lines) == 1, stderr
     if match:
         assert re.search(match, lines[-1]), (match, stderr)

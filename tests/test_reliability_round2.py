@@ -580,3 +580,33 @@ def test_minor_results_path_refuses_a_name_outside_the_results(results):
             results_path(*parts, root=folder)
         with pytest.raises(Precondition, match="is not a name inside the results folder"):
             results_path(*parts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Minor
+
+
+@pytest.mark.parametrize("label", ["٤", "0_4", "4\u00a0", "+4"])
+def test_minor_labels_are_ascii_digits_only(tmp_path, label):
+    from nexttok.graphs import parse_line
+
+    with pytest.raises(TaskError, match="is not a comma-separated list of integers"):
+        parse_line(f"0,1|0,{label}/0,1=0,1")
+    assert parse_line("0,1|0, 4/0,1=0,1")[0] == [(0, 1), (0, 4)]  # ASCII spaces as before
+
+
+@pytest.mark.parametrize("name, text", [("s.json", '{"base": {"seed": 1, "seed": 2}}'),
+                                        ("s.yaml", "base:\n  seed: 1\n  seed: 2\n"),
+                                        ("t.json", '{"runs": [{"lr": 0.001}], "runs": []}')])
+def test_minor_duplicate_keys_in_a_sweep_are_refused(tmp_path, name, text):
+    if name.endswith(".yaml"):
+        pytest.importorskip("yaml")
+    (tmp_path / name).write_text(text)
+    assert_one_line_error(*run_cli(["sweep", tmp_path / name, "--collect"]), r"appears twice")
+
+
+def test_minor_argparse_errors_are_one_line():
+    for argv, match in [(["train", "--steps", "x"], r"nexttok train: error: argument --steps: invalid int value"),
+                        (["train", "--mode", "sideways"], r"argument --mode: invalid choice"), ([], "required: command")]:
+        status, out, err = run_cli(argv)
+        assert status == 2 and out == "" and len(err.strip().splitlines()) == 1 and re.search(match, err), err
