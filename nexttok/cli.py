@@ -238,6 +238,12 @@ def stop_signals():
             signal.signal(s, handler)
 
 
+def printable(message: str) -> str:
+    """A message with every control character but its own line breaks escaped (a value a user gave can hold a
+    carriage return or a terminal escape that would overwrite the line)."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in message)
+
+
 def main(argv=None) -> int:
     with stop_signals():
         return _main(argv)
@@ -252,7 +258,7 @@ def _main(argv=None) -> int:
         return 128 + err.signum
     except (TaskError, ValueError, OSError) as err:  # OSError: an unwritable --out or -o, a full disk
         # our own messages are written for the terminal; another library's may run over several lines
-        print(f"nexttok: error: {err if isinstance(err, TaskError) else one_line(err)}", file=sys.stderr)
+        print(f"nexttok: error: {printable(str(err)) if isinstance(err, TaskError) else one_line(err)}", file=sys.stderr)
         return 2
     except MemoryError:
         print("nexttok: error: out of memory: ask for fewer or smaller graphs", file=sys.stderr)

@@ -151,7 +151,7 @@ class RunConfig:
             raise TaskError(f"a config is a mapping of field names to values (got {type(d).__name__})")
         unknown = set(d) - set(FIELDS)
         if unknown:
-            names = ", ".join(sorted(k[:40] if isinstance(k, str) else excerpt(k, 40) for k in unknown))
+            names = ", ".join(sorted(name_of(k) for k in unknown))
             raise TaskError(f"unknown config keys: {names if len(names) <= 200 else names[:197] + '...'}")
         cfg = cls(**({**OMITTED_AT_DEFAULT, **d} if stored else d))
         return cfg.mark_resolved() if stored else cfg
@@ -236,6 +236,14 @@ def _is_a(value, kind) -> bool:
 _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 2, 4, 4, 4, 4
 _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 60, 60, 40
+
+
+def name_of(key, limit: int = 40) -> str:
+    """A key as an error message names it: as it is when it is printable text, else a bounded repr (a key holding a
+    line break or a carriage return must not break the message's one line)."""
+    if isinstance(key, str) and key.isprintable():
+        return key if len(key) <= limit else key[: limit - 3] + "..."
+    return excerpt(key, limit)
 
 
 def excerpt(value, limit: int = 80) -> str:

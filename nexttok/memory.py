@@ -42,8 +42,12 @@ def model_params(cfg: RunConfig) -> int:
 
 
 def estimate(cfg: RunConfig) -> dict[str, int]:
-    """Bytes the run of a resolved config allocates, by part."""
-    task = PathStar(cfg.deg, cfg.path_len, cfg.num_nodes)
+    """Bytes the run of a resolved config allocates, by part (none where the config's shape is not a task: reading
+    its data files says what is wrong)."""
+    try:
+        task = PathStar(cfg.deg, cfg.path_len, cfg.num_nodes)
+    except TaskError:
+        return {}
     per_graph = graph_bytes(task)
     parts = {}
     if cfg.train_file:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .config import RunConfig, TaskError, checkpoint_file, excerpt, file_digest
+from .config import RunConfig, TaskError, checkpoint_file, excerpt, file_digest, name_of
 from .graphs import irregular, one_line, require_regular
 
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scaler", "step", "history", "train_seconds", "loss_sum",
@@ -188,7 +188,7 @@ def progress_problem(state: dict, cfg: RunConfig) -> str | None:
                 return f"its history's {k} at step {at} is {excerpt(entry.get(k), 60)}"
         for k, v in entry.items():
             if not (_number(v) or v is None or (isinstance(v, list) and all(_number(x) or x is None for x in v))):
-                return f"its history's {k[:40]} at step {at} is {excerpt(v, 60)}"
+                return f"its history's {name_of(k)} at step {at} is {excerpt(v, 60)}"
     if not _int(count) or count != step - (wanted[-1] if wanted else 0):
         return f"loss_count {excerpt(count)} is not the {step - (wanted[-1] if wanted else 0)} steps since the last evaluation"
     for name in ("loss_sum", "train_seconds"):
@@ -303,7 +303,7 @@ def metrics_problem(metrics, cfg: RunConfig) -> str | None:
             if not isinstance(v, list) or len(v) != cfg.path_len or not all(_number(x) or x is None for x in v):
                 return f"{k} is {excerpt(v, 60)}, not {cfg.path_len} numbers"
         elif not (_number(v) or v is None or (isinstance(v, list) and all(_number(x) or x is None for x in v))):
-            return f"{k[:40]} is {excerpt(v, 60)}"
+            return f"{name_of(k)} is {excerpt(v, 60)}"
     if metrics["steps"] != cfg.steps:
         return f"steps {excerpt(metrics['steps'])}, not the run's {cfg.steps}"
     return None

@@ -19,7 +19,7 @@ import math
 import sys
 from pathlib import Path
 
-from .config import FIELDS, RunConfig, excerpt
+from .config import FIELDS, RunConfig, excerpt, name_of
 from .graphs import TaskError, one_line, read_text
 from .recipe import PAPER_SCALE
 from .records import read_table, write_table
@@ -178,7 +178,7 @@ def select(configs: list[RunConfig], where: list[str]) -> list[RunConfig]:
 def _describe(combo: dict) -> str:
     """A config of a sweep as its error names it: a bounded excerpt of each value (a YAML value of nested aliases
     can be small on disk and gigabytes when printed whole)."""
-    text = ", ".join(f"{k[:40] if isinstance(k, str) else excerpt(k, 40)}={excerpt(v, 60)}" for k, v in list(combo.items())[:8]) or "the base"
+    text = ", ".join(f"{name_of(k)}={excerpt(v, 60)}" for k, v in list(combo.items())[:8]) or "the base"
     return text if len(text) <= 120 else text[:117] + "..."
 
 

@@ -610,3 +610,12 @@ def test_minor_argparse_errors_are_one_line():
                         (["train", "--mode", "sideways"], r"argument --mode: invalid choice"), ([], "required: command")]:
         status, out, err = run_cli(argv)
         assert status == 2 and out == "" and len(err.strip().splitlines()) == 1 and re.search(match, err), err
+
+
+def test_minor_a_key_with_a_control_character_is_named_on_one_line(tmp_path):
+    """Found by the property tests: a checkpoint's config key "\\r" was printed raw, breaking the one line."""
+    interrupted_run(tmp_path / "run")
+    craft(tmp_path / "run", lambda state: state.update(config={**state["config"], "\r": None, "a\nb": 1}))
+    status, out, err = run_cli(["train", *TINY, "--out", tmp_path / "run", "--resume"])
+    assert_one_line_error(status, out, err, r"unknown config keys: '\\r', 'a\\nb'")
+    assert "\r" not in err
