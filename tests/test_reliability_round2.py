@@ -461,6 +461,7 @@ def pretrained_flags(weights) -> list:
     return ["train", *with_flags(TINY, steps=2), "--model", "gpt2", "--weights", weights]
 
 
+@pytest.mark.slow  # transformers: seconds to import
 def test_case_14_a_truncated_safetensors_is_one_line(tmp_path, tiny_gpt2):
     import shutil
 
@@ -471,6 +472,7 @@ def test_case_14_a_truncated_safetensors_is_one_line(tmp_path, tiny_gpt2):
     assert_one_line_error(status, out, err, r"--weights .*: cannot load a model and its tokenizer")
 
 
+@pytest.mark.slow
 def test_case_14_a_pickled_pytorch_model_bin_is_one_line_and_never_runs(tmp_path, tiny_gpt2):
     import shutil
 
