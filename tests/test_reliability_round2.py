@@ -569,7 +569,9 @@ def test_case_16_chapter_helpers_name_a_missing_file_or_an_empty_folder(tmp_path
     assert committed_runs("missing.csv", folder) == []  # an optional table a chapter may lack
     (tmp_path / "empty").mkdir()
     with pytest.raises(Precondition, match=r"holds no results table \(\*.csv\) and no folder of runs"):
-        results_path(root=tmp_path / "empty")
+        results_path(root=tmp_path / "empty")  # the summary chapter's listing
+    with pytest.raises(Precondition, match=r"holds no results table"):
+        committed_runs("headline_seeds.csv", tmp_path / "empty")  # the paper chapter's first table
     assert list(frame([])[frame([])["positions"] == "rope"].columns)[:2] == ["run", "key"]  # no KeyError: 'positions'
 
 
