@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .config import RunConfig
+from .config import FIELDS, RunConfig, TaskError
 from .evaluate import LEARNED
 from .plots import scale_label
 from .recipe import PAPER_SCALE, known_short, under_trained_fix
@@ -38,7 +38,18 @@ def results_path(*parts: str, root: str | Path | None = None) -> Path:
     laid out like it (a reader's own sweep results)."""
     if root and not Path(root).is_dir():
         raise Precondition(f"results = {str(root)!r} is not a folder: give one laid out like nexttok/results, or None")
+    if root and not parts:  # the folder itself, to list: it must hold results
+        require_results(root)
+    if any(".." in Path(part).parts or Path(part).is_absolute() for part in parts):
+        raise Precondition(f"{'/'.join(parts)!r} is not a name inside the results folder")
     return (Path(root) if root else RESULTS).joinpath(*parts)
+
+
+def require_results(root: str | Path) -> None:
+    """A folder a chapter reads results from holds some: a table or a folder of runs."""
+    if not any(p.suffix == ".csv" or p.is_dir() for p in Path(root).iterdir()):
+        raise Precondition(f"results = {str(root)!r} holds no results table (*.csv) and no folder of runs: give one "
+                           "laid out like nexttok/results (a sweep's --out), or None for the committed results")
 
 
 def from_parameters(scale: str = "cpu", **fields) -> RunConfig:
@@ -88,16 +99,53 @@ def is_default(cfg: RunConfig) -> bool:
 
 
 def frame(runs: list[RunRecord]) -> pd.DataFrame:
-    """Runs as a table: one row per run, its config, final metrics (one column per position) and provenance."""
+    """Runs as a table: one row per run, its config, final metrics (one column per position) and provenance. No runs:
+    an empty table that still has the config's columns, so a chapter's selections find none rather than failing."""
+    if not runs:
+        return pd.DataFrame(columns=["run", "key", *FIELDS, *METRIC_COLUMNS])
     return pd.DataFrame([run.row() for run in runs])
+
+
+# the final metrics every table's row holds
+METRIC_COLUMNS = ("gen_accuracy",)
+
+
+def checked_rows(path: Path) -> list[dict]:
+    """A results table's rows, refused by name (Precondition) where a chapter could not read them: a missing file,
+    a missing key or metric column, an empty metric cell."""
+    if not path.is_file():
+        raise Precondition(f"{path}: no such results table")
+    try:
+        rows = read_table(path)
+    except (TaskError, ValueError, OSError) as err:
+        raise Precondition(f"{path}: not a results table ({err})") from None
+    columns = set(rows[0]) if rows else set()
+    missing = [c for c in ("key", *METRIC_COLUMNS) if rows and c not in columns]
+    if missing:
+        raise Precondition(f"{path}: no column {', '.join(missing)}: not a results table of this package")
+    # every metric column the table has (the config's columns may be empty: a field at its default)
+    metrics = [c for c in columns if c == "key" or c in METRIC_COLUMNS or c.startswith(("gen_", "tf_"))]
+    for number, row in enumerate(rows, 2):  # line 1 is the header
+        length = row.get("path_len") if isinstance(row.get("path_len"), int) else FIELDS["path_len"].default
+        # a per-position column beyond this row's path length is empty in a table of several lengths
+        empty = [c for c in metrics if row.get(c) in (None, "")
+                 and not (c.rsplit("_", 1)[-1].isdigit() and int(c.rsplit("_", 1)[-1]) > length)]
+        if empty:
+            raise Precondition(f"{path}:{number}: the row of run {row.get('key') or '?'} has no {', '.join(empty[:3])}")
+    return rows
 
 
 def committed_runs(name: str, root: str | Path | None = None) -> list[RunRecord]:
     """Every run of a committed table (`results/<name>.csv`) or folder of run folders (`results/<name>`); none where
     it does not exist. With `root`, of a folder laid out like nexttok/results."""
     path = results_path(name, root=root)
+    if root:
+        require_results(root)
     if path.suffix == ".csv":
-        return [RunRecord.from_row(row, str(path)) for row in read_table(path)] if path.is_file() else []
+        try:
+            return [RunRecord.from_row(row, str(path)) for row in checked_rows(path)] if path.is_file() else []
+        except TaskError as err:
+            raise Precondition(str(err)) from None
     return list_runs(path) if path.is_dir() else []
 
 

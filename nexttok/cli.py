@@ -4,8 +4,11 @@ and exits 128 + the signal's number, as a shell reports a process a signal ended
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .bench import bench, time_to_result
@@ -17,7 +20,7 @@ from .objectives import MODES
 from .objectives.diffusion import SCHEDULES as DIFFUSION_SCHEDULES, WEIGHTS as DIFFUSION_WEIGHTS
 from .models import MODELS
 from .resolve import resolve
-from .rundir import Interrupted, finished_metrics
+from .rundir import Interrupted, check_folder, check_not_nested, finished_metrics
 from .runs import run_dir
 from .sweep import NAMED as NAMED_SWEEPS, collect, config_name, load_sweep, parse_shard, run_sweep, select
 from .devices import resolve_device
@@ -91,11 +94,16 @@ def cmd_generate(args) -> None:
 
 def cmd_train(args) -> None:
     cfg = _config(args)
+    if args.out is not None and not args.out.strip():
+        raise TaskError("--out is empty: give a folder, or leave --out out for the run cache")
     out = Path(args.out) if args.out else run_dir(cfg)
     finished = finished_metrics(out, cfg) if args.resume and out.is_dir() else None
     if finished is not None:  # a finished run: report it
         print(json.dumps(finished))
         return
+    check_not_nested(out)  # a folder that will be refused is refused before anything is said about it
+    if out.is_dir():
+        check_folder(out, cfg, args.resume, locked=False)
     if args.resume and not out.exists():
         print(f"nexttok: no run in {out}: starting a new run there", file=sys.stderr)
     elif args.resume and out.is_dir() and not (out / "checkpoint.pt").exists():
@@ -144,9 +152,16 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, whose errors are one line (its usage block is what --help prints)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message, 400)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nexttok", description="The path-star task of 'The Pitfalls of Next-Token Prediction'.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="nexttok", description="The path-star task of 'The Pitfalls of Next-Token Prediction'.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     gen = sub.add_parser("generate", help="write path-star graphs in the authors' text format")
     _add_config_flags(gen, {"deg", "path_len", "num_nodes", "seed"})
@@ -195,16 +210,58 @@ def out_of_memory(err: RuntimeError) -> bool:
             or "not enough memory" in text or "out of memory" in text.lower())
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP) outside a training step, raised as Ctrl-C is, so it ends in one line."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stopped(signum, frame):
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """While the command runs: SIGINT raises KeyboardInterrupt and SIGTERM / SIGHUP raise Stopped, which main turns
+    into one line and 128 + the signal's number (a training step handles them itself, nexttok.rundir); the
+    handlers before are restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _stopped}
+    if hasattr(signal, "SIGHUP"):
+        wanted[signal.SIGHUP] = _stopped
+    previous = {s: signal.signal(s, handler) for s, handler in wanted.items()}
     try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def printable(message: str) -> str:
+    """A message with every control character but its own line breaks escaped (a value a user gave can hold a
+    carriage return or a terminal escape that would overwrite the line)."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in message)
+
+
+def main(argv=None) -> int:
+    with stop_signals():
+        return _main(argv)
+
+
+def _main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
         status = args.func(args)
     except Interrupted as err:
         print(f"nexttok: {err}", file=sys.stderr)
         return 128 + err.signum
     except (TaskError, ValueError, OSError) as err:  # OSError: an unwritable --out or -o, a full disk
         # our own messages are written for the terminal; another library's may run over several lines
-        print(f"nexttok: error: {err if isinstance(err, TaskError) else one_line(err)}", file=sys.stderr)
+        print(f"nexttok: error: {printable(str(err)) if isinstance(err, TaskError) else one_line(err)}", file=sys.stderr)
         return 2
     except MemoryError:
         print("nexttok: error: out of memory: ask for fewer or smaller graphs", file=sys.stderr)
@@ -215,7 +272,8 @@ def main(argv=None) -> int:
         print(f"nexttok: error: out of memory ({one_line(err, 200)}): ask for fewer or smaller "
               "graphs, a smaller batch or model", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("nexttok: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"nexttok: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     return status or 0

@@ -17,6 +17,7 @@ import os
 import reprlib
 import time
 import typing
+from stat import S_ISREG
 from dataclasses import dataclass, field
 
 
@@ -150,7 +151,8 @@ class RunConfig:
             raise TaskError(f"a config is a mapping of field names to values (got {type(d).__name__})")
         unknown = set(d) - set(FIELDS)
         if unknown:
-            raise TaskError(f"unknown config keys: {', '.join(sorted(map(str, unknown)))[:200]}")
+            names = ", ".join(sorted(name_of(k) for k in unknown))
+            raise TaskError(f"unknown config keys: {names if len(names) <= 200 else names[:197] + '...'}")
         cfg = cls(**({**OMITTED_AT_DEFAULT, **d} if stored else d))
         return cfg.mark_resolved() if stored else cfg
 
@@ -197,7 +199,7 @@ def _check_types(cfg: RunConfig) -> None:
     """Every field holds a value of its declared type, whatever the source (a sweep file, papermill, Python):
     an int field takes no bool, no float and no string, so `steps: 5.5` or `steps: true` is refused here
     rather than crashing (or silently running one step) later."""
-    hints = typing.get_type_hints(RunConfig)
+    hints = _hints()
     problems = []
     for f in dataclasses.fields(cfg):
         value, hint = getattr(cfg, f.name), hints[f.name]
@@ -215,6 +217,12 @@ def _check_types(cfg: RunConfig) -> None:
         raise TaskError("; ".join(problems))
 
 
+@functools.lru_cache(maxsize=1)
+def _hints() -> dict:
+    """RunConfig's field types, evaluated once (evaluating them takes most of a config's checks)."""
+    return typing.get_type_hints(RunConfig)
+
+
 def _is_a(value, kind) -> bool:
     if kind is bool:
         return isinstance(value, bool)
@@ -228,6 +236,14 @@ def _is_a(value, kind) -> bool:
 _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 2, 4, 4, 4, 4
 _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 60, 60, 40
+
+
+def name_of(key, limit: int = 40) -> str:
+    """A key as an error message names it: as it is when it is printable text, else a bounded repr (a key holding a
+    line break or a carriage return must not break the message's one line)."""
+    if isinstance(key, str) and key.isprintable():
+        return key if len(key) <= limit else key[: limit - 3] + "..."
+    return excerpt(key, limit)
 
 
 def excerpt(value, limit: int = 80) -> str:
@@ -247,6 +263,8 @@ def file_digest(path: str) -> str:
     and never for a file modified in the last two seconds)."""
     try:
         stat = os.stat(path)
+        if not S_ISREG(stat.st_mode):
+            raise TaskError(f"{path}: not a regular file (a FIFO, a folder or a device); give a data file")
         if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) < RACY_NS:
             return _read_digest(path)
         return _digest(os.path.abspath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,10 @@ MAX_NODES = 1_000_000
 # changes which random numbers a graph gets, so the budget sits far above every size the book samples
 # (the paper's 242,016 graphs over 50 labels take 0.3 GiB): their graphs are those of one draw.
 SAMPLE_BYTES = 1 << 30
+# The longest line of the text format a model here can read: 4096 tokens (config.MAX_SEQUENCE), each a label of at
+# most 7 characters with its separator. A longer line is refused before it is parsed (parsing a line of 100 MB
+# takes gigabytes).
+MAX_LINE = 4096 * 8
 
 
 @dataclass(frozen=True)
@@ -234,11 +240,15 @@ def write_file(graphs: Graphs, path: str | Path) -> None:
     Path(path).write_text("\n".join(to_lines(graphs)) + "\n")
 
 
+_LABEL = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
+
+
 def _ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise TaskError(f"{what} {text!r} is not a comma-separated list of integers") from None
+    """Comma-separated labels written in ASCII digits (int() would also take "٤" and "0_4")."""
+    items = text.split(",")
+    if not all(_LABEL.fullmatch(x) for x in items):
+        raise TaskError(f"{what} {text[:60]!r} is not a comma-separated list of integers")
+    values = [int(x) for x in items]
     if any(v < 0 for v in values):
         raise TaskError(f"{what} {text!r} has a negative node label")
     return values
@@ -287,8 +297,28 @@ def _arms_of(edges, source, goal, path) -> list[list[int]]:
     return arms
 
 
+def irregular(path: str | Path) -> str | None:
+    """What a path is when it exists and is not a regular file ("a FIFO", "a folder", ...); None otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or unreadable: the read itself says so
+    if stat.S_ISREG(mode):
+        return None
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+
+
+def require_regular(path: str | Path, what: str) -> None:
+    """Refuse a path that exists but is not a regular file (a FIFO, a device, a folder, a socket): reading one can
+    block forever or never end."""
+    kind = irregular(path)
+    if kind:
+        raise TaskError(f"{path}: {kind}, not a file of {what}; refusing to read it")
+
+
 def read_text(path: Path, what: str) -> str:
     """A text file's contents, or a TaskError that names the file and says why it cannot be read as `what`."""
+    require_regular(path, what)
     try:
         return path.read_text()
     except UnicodeDecodeError as err:
@@ -307,6 +337,9 @@ def read_file(path: str | Path, num_nodes: int | None = None) -> tuple[Graphs, P
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE:
+            raise TaskError(f"{path}:{lineno}: a line of {len(line):,} characters, longer than any graph a model here "
+                            f"reads ({MAX_LINE:,})")
         try:
             edges, s, g, answer = parse_line(line)
             arms = _arms_of(edges, s, g, answer)

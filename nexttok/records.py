@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .config import FIELDS, RUN_ONLY, RunConfig, TaskError
-from .graphs import one_line
+from .graphs import one_line, require_regular
 from .resolve import resolve
 from .rundir import write_atomic
 
@@ -112,6 +112,7 @@ class RunRecord:
 
 def read_json(path: Path) -> dict:
     """A run folder's JSON file, or a TaskError that names the file."""
+    require_regular(path, "a run")
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -133,8 +134,12 @@ def read_table(path: str | Path) -> list[dict]:
                 pass
         return None if v == "" else v
 
-    with open(path, newline="") as f:
-        return [{k: v if k in TEXT_COLUMNS else parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    require_regular(path, "a table")
+    try:
+        with open(path, newline="") as f:
+            return [{k: v if k in TEXT_COLUMNS else parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    except OSError as err:
+        raise TaskError(f"{path}: cannot read the table ({err.strerror})") from None
 
 
 def flatten(record: dict) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from .config import MAX_PARAMS, MAX_SEQUENCE, OMITTED_AT_DEFAULT, RunConfig, TaskError, checkpoint_file
+from .config import MAX_PARAMS, MAX_SEQUENCE, OMITTED_AT_DEFAULT, RunConfig, TaskError, checkpoint_file, excerpt
 from .graphs import PathStar
 from .models import MODELS, PRETRAINED
 from .objectives import MODES, OBJECTIVE_FIELDS, OBJECTIVE_MODELS
@@ -64,10 +64,14 @@ def _check_names(cfg: RunConfig) -> None:
 
 
 def _check_size(cfg: RunConfig) -> None:
+    if cfg.mtp_heads is not None and cfg.mtp_heads > cfg.path_len:
+        raise TaskError(f"--mtp-heads {excerpt(cfg.mtp_heads)} is more heads than the {cfg.path_len} target tokens they "
+                        "predict; use at most --path-len")
     if cfg.model == "gpt" and cfg.dim % cfg.heads:
         raise TaskError(f"dim {cfg.dim} is not divisible by heads {cfg.heads}")
     if cfg.model in ("gpt", "mamba"):
-        params = 12 * cfg.layers * cfg.dim ** 2 + 2 * (cfg.num_nodes + 4) * cfg.dim
+        blocks = cfg.layers + (cfg.mtp_heads or 1) - 1  # mtp: a block per extra head
+        params = 12 * blocks * cfg.dim ** 2 + 2 * (cfg.num_nodes + 4) * cfg.dim
         if params > MAX_PARAMS:
             raise TaskError(f"--layers {cfg.layers} --dim {cfg.dim} is a model of about {params:.2g} parameters, more "
                             f"than the {MAX_PARAMS:,} this package trains")

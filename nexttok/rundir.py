@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import signal
 import threading
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from .config import RunConfig, TaskError
-from .graphs import one_line
+from .config import RunConfig, TaskError, checkpoint_file, excerpt, file_digest, name_of
+from .graphs import irregular, one_line, require_regular
 
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scaler", "step", "history", "train_seconds", "loss_sum",
                    "loss_count", "digest")
@@ -81,6 +82,23 @@ def state_digest(state) -> str:
     return h.hexdigest()
 
 
+def data_digests(cfg: RunConfig) -> dict:
+    """The contents' digests of the files a run reads (its data files, the checkpoint it starts from), by field:
+    a checkpoint holds them, so a run folder keys its data by contents as the run cache does."""
+    return {k: file_digest(checkpoint_file(v) if k == "init_from" else v)
+            for k in ("train_file", "test_file", "init_from") if (v := getattr(cfg, k))}
+
+
+def changed_files(state: dict, cfg: RunConfig) -> list[str]:
+    """The files of cfg whose contents differ from those the checkpoint's run read (none for a checkpoint written
+    before checkpoints held them)."""
+    saved = state.get("files")
+    if not isinstance(saved, dict):
+        return []
+    now = data_digests(cfg)
+    return [f"{k} {getattr(cfg, k)}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+
+
 def save_checkpoint(state: dict, path: Path) -> None:
     """The state with its digest, written atomically."""
     try:
@@ -92,6 +110,7 @@ def save_checkpoint(state: dict, path: Path) -> None:
 def read_checkpoint(path: Path, device, model) -> dict:
     """A checkpoint, read as data only (never as code: weights_only), its digest checked, and its weights of
     `model`'s names and shapes."""
+    require_regular(path, "a checkpoint")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # a truncated, empty, corrupt, missing or foreign file: torch raises many kinds
@@ -103,9 +122,10 @@ def read_checkpoint(path: Path, device, model) -> dict:
         raise TaskError(f"{path} is corrupt (its contents do not match its digest)")
     mine = model.state_dict()
     weights = state["model"] if isinstance(state["model"], dict) else {}
-    wrong = sorted(set(mine) ^ set(weights)) + sorted(
+    wrong = sorted(set(mine) ^ set(weights), key=str) + sorted(
         k for k in set(mine) & set(weights)
-        if not isinstance(weights[k], torch.Tensor) or weights[k].shape != mine[k].shape)
+        if not isinstance(weights[k], torch.Tensor) or weights[k].shape != mine[k].shape
+        or weights[k].dtype != mine[k].dtype)
     if wrong:
         raise TaskError(f"{path} holds weights of another model ({len(wrong)} differ in name or shape, e.g. "
                         f"{one_line(wrong[0], 80)}): the model, its size and the task's vocabulary must match")
@@ -123,11 +143,59 @@ def read_run_checkpoint(path: Path, device, model, cfg: RunConfig) -> dict:
         saved = RunConfig.from_dict(state["config"], stored=True)
     except TaskError as err:
         raise TaskError(f"{path} holds a config this version cannot read ({err}); delete it to start over") from None
+    changed = changed_files(state, cfg)
+    if changed:
+        raise TaskError(f"{path}: {', '.join(changed)} changed since this run read it (a run is keyed by its data's "
+                        "contents); use another --out, or restore the file")
     if saved.key() != cfg.key():
         mine = cfg.to_dict()
         changed = sorted(k for k in set(state["config"]) | set(mine) if state["config"].get(k) != mine.get(k))
         raise TaskError(f"{path} was written by a run with other settings ({', '.join(changed)}); use another --out")
+    problem = progress_problem(state, cfg)
+    if problem:
+        raise TaskError(f"{path} is not a checkpoint of this run ({problem}); delete it to start over")
     return state
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def progress_problem(state: dict, cfg: RunConfig) -> str | None:
+    """What is wrong with a checkpoint's progress for `cfg` (None: nothing): the digest guards against corruption,
+    not against a crafted file, so every field is checked for its type and its range. The step is in 0..steps; the
+    history holds one well-formed evaluation at each step the run evaluates at, up to the step; the loss summed since
+    the last evaluation counts the steps since it; the seconds are a finite number."""
+    step, history, count = state["step"], state["history"], state["loss_count"]
+    if not _int(step) or not 0 <= step <= cfg.steps:
+        return f"step {excerpt(step)} is not in 0..{cfg.steps}"
+    if not isinstance(history, list):
+        return f"its history is {type(history).__name__}, not a list of evaluations"
+    wanted = list(range(cfg.eval_every, step + 1, cfg.eval_every))
+    if step == cfg.steps and cfg.steps % cfg.eval_every:
+        wanted.append(cfg.steps)
+    if len(history) != len(wanted):
+        return f"its history holds {len(history)} evaluations, not the {len(wanted)} of {step} steps"
+    for entry, at in zip(history, wanted):
+        if not isinstance(entry, dict) or entry.get("step") != at or not all(isinstance(k, str) for k in entry):
+            return f"its history's evaluation at step {at} is {excerpt(entry, 60)}"
+        for k in ("lr", "train_loss", "gen_accuracy"):
+            if not _number(entry.get(k)):
+                return f"its history's {k} at step {at} is {excerpt(entry.get(k), 60)}"
+        for k, v in entry.items():
+            if not (_number(v) or v is None or (isinstance(v, list) and all(_number(x) or x is None for x in v))):
+                return f"its history's {name_of(k)} at step {at} is {excerpt(v, 60)}"
+    if not _int(count) or count != step - (wanted[-1] if wanted else 0):
+        return f"loss_count {excerpt(count)} is not the {step - (wanted[-1] if wanted else 0)} steps since the last evaluation"
+    for name in ("loss_sum", "train_seconds"):
+        v = state[name]
+        if not _number(v) or not math.isfinite(v) or (name == "train_seconds" and v < 0):
+            return f"{name} {excerpt(v)} is not a finite number" + (" >= 0" if name == "train_seconds" else "")
+    return None
 
 
 # --- signals ---
@@ -137,12 +205,21 @@ STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, 
 @contextlib.contextmanager
 def finish_step_on_signal():
     """Ctrl-C (SIGINT), and the SIGTERM / SIGHUP that Slurm, docker and `timeout` send, set a flag instead of
-    raising inside a step, so the loop can save a consistent checkpoint after the step it was in, then stop."""
+    raising inside a step, so the loop can save a consistent checkpoint after the step it was in, then stop. A
+    second signal before that stops at once, keeping the last checkpoint (a step of a huge batch can take a
+    minute)."""
     flag = {"signum": None}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
-    previous = {s: signal.signal(s, lambda signum, _: flag.update(signum=signum)) for s in STOP_SIGNALS}
+
+    def stop(signum, _):
+        if flag["signum"] is not None:  # a second signal: a step can take long (a huge batch); stop within it
+            raise Interrupted(f"interrupted twice ({signal.Signals(signum).name}) within a step; the last checkpoint "
+                              "is kept, continue with --resume", signum)
+        flag.update(signum=signum)
+
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     try:
         yield flag
     finally:
@@ -167,6 +244,7 @@ def run_folder(out: Path | None, cfg: RunConfig, resume: bool, main: bool):
         return
     if out.exists() and not out.is_dir():
         raise TaskError(f"--out {out} is a file, not a folder")
+    check_not_nested(out)
     if out.is_dir():
         check_folder(out, cfg, resume, locked=False)  # a folder of someone's own files gets no lock file
     out.mkdir(parents=True, exist_ok=True)
@@ -182,6 +260,7 @@ def run_folder(out: Path | None, cfg: RunConfig, resume: bool, main: bool):
 def stored_key(folder: Path) -> str | None:
     """The key of the run config in folder/config.json; None when it is not a run's config."""
     try:
+        require_regular(folder / "config.json", "a run's config")
         return RunConfig.from_dict(json.loads((folder / "config.json").read_text()), stored=True).key()
     except (ValueError, TaskError, OSError):  # not JSON, not a config, not readable, a data file gone
         return None
@@ -198,9 +277,78 @@ def finished_metrics(out: Path, cfg: RunConfig) -> dict | None:
         metrics = json.loads((out / "metrics.json").read_text())
     except (OSError, ValueError) as err:
         raise TaskError(f"{out}/metrics.json cannot be read ({one_line(err, 120)}); delete the folder to run it again") from None
-    if not isinstance(metrics, dict) or "gen_accuracy" not in metrics:
-        raise TaskError(f"{out}/metrics.json is not a run's metrics; delete the folder to run it again")
+    problem = metrics_problem(metrics, cfg)
+    if problem:
+        raise TaskError(f"{out}/metrics.json is not this run's metrics ({problem}); delete the folder to run it again")
+    problem = checkpoint_disagrees(out, cfg)
+    if problem:
+        raise TaskError(f"{out} {problem}; delete the folder to run it again, or choose another --out")
     return metrics
+
+
+METRICS = ("gen_accuracy", "gen_token_accuracy", "tf_token_accuracy", "tf_loss", "first_decision_accuracy",
+           "on_some_arm", "steps", "train_seconds")
+
+
+def metrics_problem(metrics, cfg: RunConfig) -> str | None:
+    """What is wrong with a finished run's metrics for cfg (None: nothing): every metric of the CLI's contract, a
+    number (None where it was not finite), one per target position for a per-position metric, and cfg's steps."""
+    if not isinstance(metrics, dict):
+        return f"a {type(metrics).__name__}, not an object"
+    missing = [k for k in METRICS if k not in metrics]
+    if missing:
+        return f"no {', '.join(missing)}"
+    for k, v in metrics.items():
+        if k in ("gen_token_accuracy", "tf_token_accuracy"):
+            if not isinstance(v, list) or len(v) != cfg.path_len or not all(_number(x) or x is None for x in v):
+                return f"{k} is {excerpt(v, 60)}, not {cfg.path_len} numbers"
+        elif not (_number(v) or v is None or (isinstance(v, list) and all(_number(x) or x is None for x in v))):
+            return f"{name_of(k)} is {excerpt(v, 60)}"
+    if metrics["steps"] != cfg.steps:
+        return f"steps {excerpt(metrics['steps'])}, not the run's {cfg.steps}"
+    return None
+
+
+def checkpoint_disagrees(out: Path, cfg: RunConfig) -> str | None:
+    """What a finished run's checkpoint (when it has one) says against its other files: a config.json edited since
+    (the checkpoint holds the config it trained with), or data files whose contents changed. Reads the checkpoint's
+    small fields only (mapped, weights_only)."""
+    ckpt = out / "checkpoint.pt"
+    if not ckpt.is_file():
+        return None
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+        saved = RunConfig.from_dict(state["config"], stored=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        return f"holds a checkpoint that cannot be read ({type(err).__name__}: {one_line(err, 120)})"
+    if saved.key() != cfg.key():
+        mine = cfg.to_dict()
+        edited = sorted(k for k in set(state["config"]) | set(mine) if state["config"].get(k) != mine.get(k))
+        return (f"holds a finished run whose checkpoint was trained with other settings ({', '.join(edited)[:120]}) "
+                "than its config.json says: the files were edited")
+    changed = changed_files(state, cfg)
+    if changed:
+        return f"holds a finished run of other data: {', '.join(changed)} changed since it ran"
+    return None
+
+
+def enclosing_run(out: Path) -> Path | None:
+    """The run folder that `out` would be inside (a folder above it holding a run's checkpoint or metrics, or a
+    run's config beside a lock); None when there is none."""
+    for folder in Path(os.path.abspath(out)).parents:
+        if any((folder / name).is_file() for name in ("checkpoint.pt", "metrics.json")) or (
+                (folder / ".lock").is_file() and stored_key(folder) is not None):
+            return folder
+    return None
+
+
+def check_not_nested(out: Path) -> None:
+    """Refuse a run folder inside another run's folder: the outer run could no longer be resumed (it would hold a
+    folder that is not its own)."""
+    outer = enclosing_run(out)
+    if outer is not None:
+        raise TaskError(f"--out {out} is inside the run folder {outer}; a run cannot hold another (choose a folder "
+                        "outside it)")
 
 
 def check_folder(out: Path, cfg: RunConfig, resume: bool, locked: bool) -> None:
@@ -208,7 +356,16 @@ def check_folder(out: Path, cfg: RunConfig, resume: bool, locked: bool) -> None:
     run; once the folder is locked (no other process is training in it), also a run to continue without
     --resume, or a run of another config that stopped before its first checkpoint."""
     ckpt = out / "checkpoint.pt"
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.endswith(".tmp"))
+    for name in RUN_FILES:  # a FIFO named checkpoint.pt or .lock would block the run that opens it
+        kind = irregular(out / name)
+        if kind:
+            raise TaskError(f"--out {out}: {name}: {kind}, not a file a run writes; refusing to read it (choose "
+                            "another --out)")
+    names = {p.name for p in out.iterdir()}
+    foreign = sorted(n for n in names if n not in RUN_FILES and not n.endswith(".tmp"))
+    if not {"checkpoint.pt", "metrics.json"} & names:
+        # a run writes history.csv and provenance.json after its last checkpoint: without one they are not its
+        foreign += sorted(names & {"history.csv", "provenance.json"})
     if foreign:
         raise TaskError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:5])}); choose an "
                         "empty or new folder")

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 from pathlib import Path
 
 from .config import RunConfig
 from .graphs import TaskError
 from .records import RunRecord, read_json
 from .resolve import resolve
-from .rundir import FolderLocked
+from .rundir import FolderLocked, checkpoint_disagrees, metrics_problem
 from .train import Run, train
 
 DEFAULT_ROOT = os.environ.get("NEXTTOK_RUNS", "runs")
@@ -28,18 +29,43 @@ def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = Tr
     same run (two chapters, two shards), wait for it and take its result."""
     cfg = resolve(cfg)
     folder = run_dir(cfg, root)
-    while not (folder / "metrics.json").exists():
+    for attempt in range(2):
+        while not (folder / "metrics.json").exists():
+            try:
+                train(cfg, folder, resume=True, progress=progress)
+            except FolderLocked:
+                with open(folder / ".lock", "a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)  # returns when the other process is done (or has died)
+            except TaskError:
+                # another process finished the run after the loop's check and before train() claimed the folder
+                # (setting a run up takes seconds): its result is this run's
+                if not (folder / "metrics.json").exists():
+                    raise
         try:
-            train(cfg, folder, resume=True, progress=progress)
-        except FolderLocked:
-            with open(folder / ".lock", "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # returns when the other process is done (or has died)
-        except TaskError:
-            # another process finished the run after the loop's check and before train() claimed the folder
-            # (setting a run up takes seconds): its result is this run's
-            if not (folder / "metrics.json").exists():
+            return load_finished(folder, cfg)
+        except TaskError as err:
+            if attempt:
                 raise
-    return RunRecord.load(folder)
+            # a finished run of the cache whose files do not parse or were edited: named, and finished again from
+            # its last checkpoint (which rewrites its files without training) or refused by name
+            print(f"nexttok: {err}: running it again", file=sys.stderr, flush=True)
+            (folder / "metrics.json").unlink(missing_ok=True)
+    raise AssertionError("unreachable")
+
+
+def load_finished(folder: Path, cfg: RunConfig) -> RunRecord:
+    """The finished run of cfg in a run-cache folder, its files checked: config.json is cfg's (and its checkpoint's),
+    the metrics are well formed."""
+    record = RunRecord.load(folder)
+    if record.key != cfg.key():
+        raise TaskError(f"{folder}/config.json is not the config of this run (edited by hand?)")
+    problem = metrics_problem(record.metrics, cfg)
+    if problem:
+        raise TaskError(f"{folder}/metrics.json is not this run's metrics ({problem})")
+    problem = checkpoint_disagrees(folder, cfg)
+    if problem:
+        raise TaskError(f"{folder} {problem}")
+    return record
 
 
 def list_runs(root: str | Path = DEFAULT_ROOT) -> list[RunRecord]:

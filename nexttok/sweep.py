@@ -19,7 +19,7 @@ import math
 import sys
 from pathlib import Path
 
-from .config import FIELDS, RunConfig
+from .config import FIELDS, RunConfig, excerpt, name_of
 from .graphs import TaskError, one_line, read_text
 from .recipe import PAPER_SCALE
 from .records import read_table, write_table
@@ -47,8 +47,9 @@ MAMBA = {"base": {"model": "mamba"}, "grid": {"deg": [2, 3], "mode": ["reverse",
 # Position 2 trained alone (only_position=2), on the seeds of the headline table: the indecipherable chapter
 # sets each beside the full forward run of the same seed.
 INDECIPHERABLE = {"base": {"only_position": 2}, "grid": {"seed": [0, 1, 2, 3, 4]}}
-# the most configs one sweep may list (a grid is the product of its lists' lengths: a typo can make it huge)
-MAX_CONFIGS = 100_000
+# the most configs one sweep may list (a grid is the product of its lists' lengths: a typo can make it huge); each
+# is checked and resolved as the sweep loads, about a millisecond apiece
+MAX_CONFIGS = 10_000
 # Teacherless training of G(2,l) with the recipe's model, evaluated every 25 steps to see the order in which
 # positions are learned, on seeds 0-2: l = 3, 4, 5 at the recipe's budget (600 steps), l = 3, 4 at five times
 # that budget (3000 steps) and l = 4 at ten times it (6000 steps); and, for depth, G(2,4) with 4 layers at 3000
@@ -89,9 +90,9 @@ def load_sweep(spec: str) -> list[RunConfig]:
             if path.suffix in (".yaml", ".yml"):
                 import yaml  # optional: JSON needs nothing extra
 
-                data = yaml.safe_load(text)
+                data = yaml.load(text, Loader=_unique_yaml_loader(yaml))
             else:
-                data = json.loads(text)
+                data = json.loads(text, object_pairs_hook=_unique_keys)
         except ImportError:
             raise TaskError(f"{spec}: reading YAML needs PyYAML (pip install pyyaml), or write the sweep as JSON") from None
         except Exception as err:  # the parsers' own errors name line and column
@@ -128,6 +129,35 @@ def load_sweep(spec: str) -> list[RunConfig]:
     return configs
 
 
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object, refusing a key given twice (where the last one would silently win)."""
+    seen = {}
+    for k, v in pairs:
+        if k in seen:
+            raise ValueError(f"the key {excerpt(k, 40)} appears twice in one object")
+        seen[k] = v
+    return seen
+
+
+def _unique_yaml_loader(yaml):
+    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+            for i, k in enumerate(keys):
+                try:
+                    twice = k in keys[:i]
+                except TypeError:  # an unhashable key: the safe loader refuses it itself
+                    twice = False
+                if twice:
+                    raise yaml.constructor.ConstructorError(None, None, f"the key {excerpt(k, 40)} appears twice in "
+                                                            "one mapping", node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def select(configs: list[RunConfig], where: list[str]) -> list[RunConfig]:
     """The configs whose fields have every FIELD=VALUE in `where` (VALUE read as JSON where it parses, so
     deg=4 and lr=2e-3 are numbers and mode=forward a string), compared with the config as it trains (a field the
@@ -148,7 +178,9 @@ def select(configs: list[RunConfig], where: list[str]) -> list[RunConfig]:
 
 
 def _describe(combo: dict) -> str:
-    text = ", ".join(f"{k}={v!r}" for k, v in combo.items()) or "the base"
+    """A config of a sweep as its error names it: a bounded excerpt of each value (a YAML value of nested aliases
+    can be small on disk and gigabytes when printed whole)."""
+    text = ", ".join(f"{name_of(k)}={excerpt(v, 60)}" for k, v in list(combo.items())[:8]) or "the base"
     return text if len(text) <= 120 else text[:117] + "..."
 
 
@@ -197,6 +229,11 @@ def run_sweep(configs: list[RunConfig], out: str | Path, shard: tuple[int, int] 
     out.mkdir(parents=True, exist_ok=True)
     table = shard_table(out, i, n)
     rows, failed = [], []
+    try:  # the rows this shard's table already holds: a config that fails now keeps its row (a sweep never loses one)
+        previous = {row["key"]: row for row in read_table(table)} if table.is_file() else {}
+    except (TaskError, ValueError, OSError, csv.Error, KeyError):
+        previous = {}
+    keys = [_key_or_files(c) for c in mine]
     for number, cfg in enumerate(mine, 1):
         name = config_name(cfg)
         if progress:
@@ -206,10 +243,15 @@ def run_sweep(configs: list[RunConfig], out: str | Path, shard: tuple[int, int] 
         except Interrupted:
             raise
         except (TaskError, OSError) as err:  # the run's own fault (its data, its divergence): the others still run
-            print(f"[shard {i}/{n}] failed: {name}: {err}", file=sys.stderr, flush=True)
-            failed.append(f"{name}: {err}")
-            continue
-        write_table(rows, table)
+            kept = previous.get(keys[number - 1])
+            note = " (its earlier row is kept)" if kept else ""
+            print(f"[shard {i}/{n}] failed: {name}: {err}{note}", file=sys.stderr, flush=True)
+            failed.append(f"{name}: {err}{note}")
+            if not kept:
+                continue
+            rows.append(kept)
+        # the rows of the configs still to come stay in the table until they are run again
+        write_table(rows + [previous[k] for k in keys[number:] if k in previous], table)
     if failed:
         raise TaskError(f"{len(failed)} of {len(mine)} configs failed" + (f"; {table} holds the others" if rows else "")
                         + ":\n  " + "\n  ".join(failed))

@@ -18,16 +18,17 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .config import RunConfig, checkpoint_file
+from .config import RunConfig, checkpoint_file, excerpt
 from .data import load_data
 from .devices import autocast, resolve_device, resolve_precision
 from .evaluate import evaluate
-from .graphs import TaskError, seeded_generator
+from .graphs import TaskError, one_line, seeded_generator
 from .mechanisms import position_gradient_norms
+from .memory import check_memory
 from .objectives import objective
 from .records import finite_json, flatten, provenance, write_table
 from .resolve import resolve
-from .rundir import (Interrupted, finish_step_on_signal, read_checkpoint, read_run_checkpoint, run_folder, save_checkpoint,
+from .rundir import (Interrupted, data_digests, finish_step_on_signal, read_checkpoint, read_run_checkpoint, run_folder, save_checkpoint,
                      write_text)
 from .tokens import Vocab
 
@@ -80,6 +81,7 @@ class Run:
         self.precision = resolve_precision(cfg.precision, self.device)
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)  # denormal floats are very slow on x86 CPUs
+        check_memory(cfg, self.device, self.shard.world)  # refused by its sizes before anything is allocated
         self.train_data, self.test, self.task = load_data(cfg, self.device, self.shard)
         self.vocab = Vocab(self.task.num_nodes)
         torch.manual_seed(cfg.seed)
@@ -149,6 +151,7 @@ class Run:
             "train_seconds": self.train_seconds,
             "loss_sum": self.loss_sum.item(),
             "loss_count": self.loss_count,
+            "files": data_digests(self.cfg),  # the data's contents this run read: a changed file is refused on resume
         }
 
     def save(self, path: Path) -> None:
@@ -158,8 +161,17 @@ class Run:
         """Resume from a checkpoint of this run's config (`rundir.read_run_checkpoint`)."""
         state = read_run_checkpoint(path, self.device, self.model, self.cfg)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        try:  # the optimiser's and scaler's states, of this model's parameters and shapes
+            self.optimizer.load_state_dict(state["optimizer"])
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    for name, value in self.optimizer.state.get(p, {}).items():
+                        if name != "step" and (not isinstance(value, torch.Tensor) or value.shape != p.shape):
+                            raise ValueError(f"AdamW's {name} is {excerpt(value, 60)}, not of shape {tuple(p.shape)}")
+            self.scaler.load_state_dict(state["scaler"])
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError) as err:
+            raise TaskError(f"{path} holds an optimiser state that is not this run's ({one_line(err, 120)}); delete "
+                            "it to start over") from None
         self.step, self.history, self.train_seconds = state["step"], state["history"], state["train_seconds"]
         self.loss_sum.fill_(state["loss_sum"])
         self.loss_count = state["loss_count"]

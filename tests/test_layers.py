@@ -16,7 +16,7 @@ LAYERS = [
     {"models"},
     {"objectives"},
     {"resolve"},
-    {"rundir", "devices"},
+    {"rundir", "devices", "memory"},
     {"records", "distributed", "evaluate", "mechanisms", "baseline", "plots"},
     {"data", "explorer"},
     {"train"},

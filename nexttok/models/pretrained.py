@@ -142,9 +142,11 @@ def load_pretrained(model: str, weights: str | None, vocab: Vocab, block_size: i
                             "pass a folder written by save_pretrained")
         try:
             tokenizer, lm = _from_pretrained(weights, local_only=True)
-        except (OSError, ValueError, KeyError) as err:
+        except Exception as err:  # noqa: BLE001 - a damaged or foreign weights file: transformers, torch and
+            # safetensors raise many kinds (a pickle refused by weights_only, a truncated header, ...)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise TaskError(f"--weights {weights}: cannot load a model and its tokenizer ({first})") from None
+            raise TaskError(f"--weights {weights}: cannot load a model and its tokenizer ({type(err).__name__}: "
+                            f"{first[:200]})") from None
     else:
         hub_id = PRETRAINED[model]
         try:
