@@ -132,6 +132,22 @@ def read_checkpoint(path: Path, device, model) -> dict:
     return state
 
 
+def load_optimizer_state(path: Path, state: dict, optimizer, scaler) -> None:
+    """Load a checkpoint's optimiser and loss-scaler states, refused in one line unless they are of this model's
+    parameters and shapes (a crafted or foreign state would otherwise fail deep inside the first step)."""
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                for name, value in optimizer.state.get(p, {}).items():
+                    if name != "step" and (not isinstance(value, torch.Tensor) or value.shape != p.shape):
+                        raise ValueError(f"AdamW's {name} is {excerpt(value, 60)}, not of shape {tuple(p.shape)}")
+        scaler.load_state_dict(state["scaler"])
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError) as err:
+        raise TaskError(f"{path} holds an optimiser state that is not this run's ({one_line(err, 120)}); delete "
+                        "it to start over") from None
+
+
 def read_run_checkpoint(path: Path, device, model, cfg: RunConfig) -> dict:
     """The checkpoint a run resumes from: readable (`read_checkpoint`) and of this run's config (device and
     checkpoint interval aside); a refusal says to delete it to start over."""

@@ -18,18 +18,18 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .config import RunConfig, checkpoint_file, excerpt
+from .config import RunConfig, checkpoint_file
 from .data import load_data
 from .devices import autocast, resolve_device, resolve_precision
 from .evaluate import evaluate
-from .graphs import TaskError, one_line, seeded_generator
+from .graphs import TaskError, seeded_generator
 from .mechanisms import position_gradient_norms
 from .memory import check_memory
 from .objectives import objective
 from .records import finite_json, flatten, provenance, write_table
 from .resolve import resolve
-from .rundir import (Interrupted, data_digests, finish_step_on_signal, read_checkpoint, read_run_checkpoint, run_folder, save_checkpoint,
-                     write_text)
+from .rundir import (Interrupted, data_digests, finish_step_on_signal, load_optimizer_state, read_checkpoint,
+                     read_run_checkpoint, run_folder, save_checkpoint, write_text)
 from .tokens import Vocab
 
 GRADIENT_GRAPHS = 256  # held-out graphs the per-position gradient norms are measured on
@@ -161,17 +161,7 @@ class Run:
         """Resume from a checkpoint of this run's config (`rundir.read_run_checkpoint`)."""
         state = read_run_checkpoint(path, self.device, self.model, self.cfg)
         self.model.load_state_dict(state["model"])
-        try:  # the optimiser's and scaler's states, of this model's parameters and shapes
-            self.optimizer.load_state_dict(state["optimizer"])
-            for group in self.optimizer.param_groups:
-                for p in group["params"]:
-                    for name, value in self.optimizer.state.get(p, {}).items():
-                        if name != "step" and (not isinstance(value, torch.Tensor) or value.shape != p.shape):
-                            raise ValueError(f"AdamW's {name} is {excerpt(value, 60)}, not of shape {tuple(p.shape)}")
-            self.scaler.load_state_dict(state["scaler"])
-        except (ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError) as err:
-            raise TaskError(f"{path} holds an optimiser state that is not this run's ({one_line(err, 120)}); delete "
-                            "it to start over") from None
+        load_optimizer_state(path, state, self.optimizer, self.scaler)
         self.step, self.history, self.train_seconds = state["step"], state["history"], state["train_seconds"]
         self.loss_sum.fill_(state["loss_sum"])
         self.loss_count = state["loss_count"]
