@@ -49,11 +49,7 @@ def test_notebook_is_stored_clean_and_parameterised(path):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
 
 
-# chapters whose figures are still being given captions (issue #37): the remedies chapter is being rebuilt
-CAPTIONS_PENDING = {"remedies.ipynb"}
-
-
-@pytest.mark.parametrize("path", [nb for nb in NOTEBOOKS if nb.name not in CAPTIONS_PENDING], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_figure_is_numbered_and_captioned(path):
     """A cell that draws a figure carries its caption and label in its metadata (mystnb.figure), so the page
     shows it as a numbered figure with a caption."""
