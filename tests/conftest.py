@@ -47,3 +47,26 @@ def interrupt_during(monkeypatch, step: int):
         yield
     finally:
         monkeypatch.setattr(Run, "train_step", original)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train fastest on one thread (many times faster than two on a machine whose cores are busy), and a
+    run resumed in a subprocess on one thread then matches a straight one bit for bit. A module asks for it with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def with_flags(argv, **changes):
+    """CLI arguments with each `--flag`'s value replaced, or the flag added: a call one setting away from another."""
+    argv = list(argv)
+    for name, value in changes.items():
+        flag = "--" + name.replace("_", "-")
+        if flag in argv:
+            argv[argv.index(flag) + 1] = str(value)
+        else:
+            argv += [flag, str(value)]
+    return argv

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from nexttok.graphs import TaskError, parse_line, read_file  # noqa: E402
 from nexttok.rundir import state_digest  # noqa: E402
 
+from conftest import with_flags  # noqa: E402
 from test_reliability import TINY, Hang, file_hashes, good_lines, interrupted_run, run_cli  # noqa: E402
 
 EXAMPLES = int(os.environ.get("NEXTTOK_EXAMPLES", "0"))
@@ -50,12 +51,7 @@ def _write_tally():
 atexit.register(_write_tally)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -148,14 +144,7 @@ def command_lines(draw):
             values[name] = draw(st.integers(-(2 ** 70), 2 ** 70))
         else:
             values[name] = draw(st.one_of(st.sampled_from(CHOICE_FLAGS[name]), any_text))
-    argv = list(TINY)
-    for name, value in values.items():
-        flag = "--" + name.replace("_", "-")
-        if flag in argv:
-            argv[argv.index(flag) + 1] = str(value)
-        else:
-            argv += [flag, str(value)]
-    return argv
+    return with_flags(TINY, **values)
 
 
 @FAST

@@ -21,7 +21,7 @@ from nexttok.config import RunConfig
 from nexttok.graphs import TaskError
 from nexttok.rundir import save_checkpoint, state_digest
 
-from conftest import tiny_config
+from conftest import tiny_config, with_flags
 from test_reliability import (TINY, assert_one_line_error, file_hashes, good_lines, interrupted_run, run_cli,
                               tiny_flags)
 
@@ -31,29 +31,13 @@ T = ["--layers", "1", "--dim", "32", "--heads", "2", "--deg", "2", "--path-len",
 GIB = 1 << 30
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
 def four_gib(monkeypatch):
     """A machine with 4 GiB free, whatever this one has: the refusals below do not depend on where they run."""
     monkeypatch.setattr(memory, "available", lambda device: (4 * GIB, "available on this machine"))
-
-
-def with_flags(base, **changes):
-    flags = list(base)
-    for name, value in changes.items():
-        flag = "--" + name.replace("_", "-")
-        if flag in flags:
-            flags[flags.index(flag) + 1] = str(value)
-        else:
-            flags += [flag, str(value)]
-    return flags
 
 
 # ---------------------------------------------------------------------------------------------------------
