@@ -68,7 +68,7 @@ TEACHERLESS = {"base": {"mode": "teacherless", "eval_every": 25},
 # fresh graphs), seeds 0-2: the remedies chapter's committed runs (forward and reverse are the headline's runs).
 REMEDIES = {"base": {"steps": 600},
             "grid": {"mode": ["teacherless", "dropout", "mtp", "diffusion", "bst", "forward", "reverse"], "seed": [0, 1, 2]}}
-# Masked diffusion given the budget that learns: at the recipe's 8,000 steps on seed 1 (evaluated every 250 steps)
+# Masked diffusion given more budget: at the recipe's 8,000 steps on seed 1 (evaluated every 250 steps)
 # and on seed 4 with default flags (`nexttok train --mode diffusion --seed 4`, a seed no earlier run had used); and
 # over a longer schedule, 10,000 steps, on seeds 0 and 1: the remedies chapter's cost of learning.
 LEARNED = {"base": {"mode": "diffusion"},
