@@ -59,7 +59,9 @@ def from_parameters(scale: str = "cpu", **fields) -> RunConfig:
     position alone), and each is resolved, with the recipe's values for its own settings, where it is used."""
     if scale not in ("cpu", "paper"):
         raise Precondition(f"scale must be \"cpu\" (the recipe's) or \"paper\" (the paper's model and data), not {scale!r}")
-    values = {k: v for k, v in fields.items() if v is not None}
+    # every chapter's run records the gradient probe (about 5% of a step's time), so the run one chapter trains is the
+    # run every later chapter reads, the indecipherable chapter's gradient figure included
+    values = {"probe_gradients": True, **{k: v for k, v in fields.items() if v is not None}}
     if scale == "paper":
         values.update(PAPER_SCALE)
     try:

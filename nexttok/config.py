@@ -186,8 +186,10 @@ RECIPE_FIELDS = tuple(name for name, f in FIELDS.items() if f.metadata.get("reci
 # later leaves the configs and keys of every earlier run unchanged (its value here is what those runs did).
 OMITTED_AT_DEFAULT = {"only_position": 0, "compile": False, "probe_gradients": False, "diffusion_weight": "token",
                       "diffusion_schedule": "uniform"}
-# Fields that say how a run is carried out, not what is run: left out of the key, free to change on resume.
-RUN_ONLY = ("ckpt_every", "device", "compile")
+# Fields that say how a run is carried out or what it records beside, not what is run: left out of the key, free to
+# change on resume. The gradient probe measures without moving the weights (tests/test_train.py), so a probed run
+# is the same run as the unprobed one and serves a request for it.
+RUN_ONLY = ("ckpt_every", "device", "compile", "probe_gradients")
 
 
 def checkpoint_file(path: str) -> str:

@@ -42,7 +42,7 @@ def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = Tr
                 if not (folder / "metrics.json").exists():
                     raise
         try:
-            return load_finished(folder, cfg)
+            record = load_finished(folder, cfg)
         except TaskError as err:
             if attempt:
                 raise
@@ -50,6 +50,11 @@ def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = Tr
             # its last checkpoint (which rewrites its files without training) or refused by name
             print(f"nexttok: {err}: running it again", file=sys.stderr, flush=True)
             (folder / "metrics.json").unlink(missing_ok=True)
+            continue
+        if cfg.probe_gradients and not record.config.probe_gradients:  # the same run, without what is asked of it
+            raise TaskError(f"{folder} was trained without the gradient probe that this run asks for: delete the "
+                            "folder to train it again with the probe")
+        return record
     raise AssertionError("unreachable")
 
 

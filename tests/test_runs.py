@@ -77,3 +77,25 @@ def test_a_run_another_process_finishes_while_this_one_sets_up_is_taken_not_refu
     monkeypatch.setattr(runs, "train", real_train)
     with pytest.raises(TaskError, match="holds files that are not a run's"):
         get_run(other, tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("mode", ["forward", "teacherless", "mtp", "diffusion", "bst"])
+def test_the_gradient_probe_changes_no_run(tmp_path, mode):
+    """The probe measures without moving the weights, so a probed run is the unprobed run (one key, one folder):
+    the chapters ask for it and share one forward run."""
+    plain, probed = tiny_config(mode=mode, layers=2), tiny_config(mode=mode, layers=2, probe_gradients=True)
+    assert probed.key() == plain.key()
+    with_probe = get_run(probed, tmp_path / "a", progress=False)
+    without = get_run(plain, tmp_path / "b", progress=False)
+    drop = ("train_seconds",)
+    assert {k: v for k, v in with_probe.metrics.items() if k not in drop} == \
+           {k: v for k, v in without.metrics.items() if k not in drop}
+    assert "grad_norm_by_position" in with_probe.history and "grad_norm_by_position" not in without.history
+    assert get_run(plain, tmp_path / "a", progress=False).metrics == with_probe.metrics  # a probed run serves both
+
+
+def test_a_run_asked_for_with_the_probe_refuses_a_cached_run_without_it(tmp_path):
+    plain = tiny_config(steps=2, eval_every=2)
+    get_run(plain, tmp_path, progress=False)
+    with pytest.raises(TaskError, match="without the gradient probe"):
+        get_run(tiny_config(steps=2, eval_every=2, probe_gradients=True), tmp_path, progress=False)
