@@ -42,9 +42,9 @@ paper-scale: $(VENV)/.installed
 	PATH=$(abspath $(BIN)):$$PATH bash scripts/paper_scale.sh paper_scale
 
 ## the tests: unit, CLI, end-to-end, and every chapter executed and checked by nbval; one pytest-xdist worker
-## per core, each file (a chapter's cells) on one worker, the chapters first (they take longest)
+## per core, each file (a chapter's cells) on one worker, longest first (conftest.py orders them)
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --nbval-lax --nbval-current-env book tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --nbval-lax --nbval-current-env book tests
 
 ## the fast tier, for every edit: the unit, CLI and reliability tests, no chapter, install, build or second process
 ## (under a minute on 2 cores)

@@ -1,5 +1,7 @@
 """pytest configuration shared by tests/ and the notebooks that nbval runs from book/."""
+import importlib.util
 import os
+from pathlib import Path
 
 # nbval reads a kernel's output messages only after a cell has finished. A chapter that trains for minutes
 # with a live progress bar (an ipywidget under tqdm.auto) queues so many that the last ones were lost, and
@@ -18,11 +20,39 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     torch.set_num_threads(_threads)
 
 
+def _chapter_start_order() -> list[str]:
+    """The chapters that train, in the order `make book` starts them (scripts/execute_book.py)."""
+    spec = importlib.util.spec_from_file_location("execute_book", Path(__file__).parent / "scripts" / "execute_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.START_FIRST
+
+
+def _is_chapter(item) -> bool:
+    return item.nodeid.endswith(".ipynb") or ".ipynb::" in item.nodeid
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         # nbval also waits only 5 s (hard-coded) for those messages once a cell has run; allow a busy machine more.
         if hasattr(item, "output_timeout"):
             item.output_timeout = 60
         # a chapter executed under nbval trains its runs: the slow tier
-        if item.nodeid.endswith(".ipynb") or ".ipynb::" in item.nodeid:
+        if _is_chapter(item):
             item.add_marker("slow")
+    # Longest first, so that no worker is left alone with a long file at the end (`make test` hands out whole files
+    # in this order, --no-loadscope-reorder): the chapters that train, in the order that lets the others read their
+    # runs from the cache instead of waiting for them; the other chapters; the files with slow tests (processes,
+    # installs, builds); then the many small tests, which fill in the end.
+    first = _chapter_start_order()
+    files = {item.nodeid.split("::")[0]: None for item in items}
+    slow_files = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+
+    def rank(path: str) -> tuple:
+        name = Path(path).stem
+        if path.endswith(".ipynb"):
+            return (0, first.index(name) if name in first else len(first))
+        return (1 if path in slow_files else 2,)
+
+    order = {path: (rank(path), i) for i, path in enumerate(files)}
+    items.sort(key=lambda item: order[item.nodeid.split("::")[0]])
