@@ -24,14 +24,15 @@ from nexttok.graphs import TaskError
 from nexttok.mechanisms import follow_other_arm
 from nexttok.records import git_commit, write_table
 from nexttok.runs import get_run, load_trained
-from nexttok.sweep import load_sweep, select
+from nexttok.sweep import NAMED, load_sweep, select
 
 
 def arm_swap_rows(sweep: str, runs: Path, where: list[str], progress: bool = True) -> list[dict]:
     configs = [c for c in select(load_sweep(sweep), where) if c.mode == "forward"]
     if not configs:
         raise TaskError(f"{sweep}: no forward run{' with ' + ' '.join(where) if where else ''} to intervene on")
-    committed = {r.key: r for name in (sweep, f"{sweep}.csv") for r in committed_runs(name)}
+    # a named sweep's committed runs (its folder or its table in nexttok/results); a sweep file has none
+    committed = {r.key: r for name in (sweep, f"{sweep}.csv") for r in committed_runs(name)} if sweep in NAMED else {}
     rows = []
     for cfg in configs:
         run = get_run(cfg, runs, progress=progress)
