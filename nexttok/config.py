@@ -187,7 +187,7 @@ RECIPE_FIELDS = tuple(name for name, f in FIELDS.items() if f.metadata.get("reci
 OMITTED_AT_DEFAULT = {"only_position": 0, "compile": False, "probe_gradients": False, "diffusion_weight": "token",
                       "diffusion_schedule": "uniform"}
 # Fields that say how a run is carried out or what it records beside, not what is run: left out of the key, free to
-# change on resume. The gradient probe measures without moving the weights (tests/test_train.py), so a probed run
+# change on resume. The gradient probe measures without moving the weights (tests/test_runs.py), so a probed run
 # is the same run as the unprobed one and serves a request for it.
 RUN_ONLY = ("ckpt_every", "device", "compile", "probe_gradients")
 
