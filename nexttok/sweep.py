@@ -78,8 +78,7 @@ LEARNED = {"base": {"mode": "diffusion"},
                    + [{"seed": s, "steps": 10_000, "eval_every": 250} for s in (0, 1)]
                    + [{"mode": "hybrid", "path_len": 4, "layers": 3, "steps": 10_000, "eval_every": 250, "seed": s}
                       for s in (1, 2)]
-                   + [{"layers": 3, "eval_every": 250, "seed": s} for s in (1, 2, 0, 3)]
-                   + [{"mode": "hybrid", "path_len": 4, "layers": 3, "steps": 16_000, "eval_every": 250, "seed": 2}]}
+                   + [{"layers": 3, "eval_every": 250, "seed": s} for s in (1, 2)]}
 NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID, "mamba": MAMBA, "indecipherable": INDECIPHERABLE,
          "teacherless": TEACHERLESS, "remedies": REMEDIES, "learned": LEARNED}
 
