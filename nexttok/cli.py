@@ -38,7 +38,7 @@ HELP = {
     "test_file": "test graphs in the authors' text format",
     "compile": "torch.compile the model for training (numerics change slightly; pays on GPUs)",
     "mode": "the training objective. At the recipe on a CPU reverse learns G(2,5), forward stops at 1/d, diffusion "
-            "learns it late on some seeds; teacherless, hybrid, dropout, mtp and bst are not learned within a "
+            "(3 layers, 8,000 steps) learns it late; teacherless, hybrid, dropout, mtp and bst are not learned within a "
             "30-minute CPU run: their papers trained 6-12 layers on 1-100M graphs (a GPU; nexttok/results/recipe.md)",
     "only_position": "grade this target position alone (1-based, target order); 0 grades all",
     "model": "gpt, mamba, or a pretrained Hugging Face model (gpt2..., pythia-...; needs nexttok[pretrained]; "

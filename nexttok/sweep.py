@@ -66,7 +66,7 @@ TEACHERLESS = {"base": {"mode": "teacherless", "eval_every": 25},
                        + [{"path_len": 4, "seed": 0, "steps": 3000, "dim": 192}]}
 # Every objective on G(2,5) with the book's model (2 layers x 96, rotary) at the default budget (600 steps of 256
 # fresh graphs), seeds 0-2: the remedies chapter's committed runs (forward and reverse are the headline's runs).
-REMEDIES = {"base": {"steps": 600},
+REMEDIES = {"base": {"steps": 600, "layers": 2},
             "grid": {"mode": ["teacherless", "dropout", "mtp", "diffusion", "bst", "forward", "reverse"], "seed": [0, 1, 2]}}
 # Masked diffusion given more budget: at the recipe's 8,000 steps on seed 1 (evaluated every 250 steps)
 # and on seed 4 with default flags (`nexttok train --mode diffusion --seed 4`, a seed no earlier run had used); and
@@ -74,8 +74,8 @@ REMEDIES = {"base": {"steps": 600},
 # (`--where layers=3`): the teacherless/next-token hybrid at 3 layers on G(2,4) for 10,000 steps, seeds 1 and 2, and
 # masked diffusion at 3 layers on G(2,5) at its recipe's 8,000 steps, seeds 1 and 2.
 LEARNED = {"base": {"mode": "diffusion"},
-           "runs": [{"seed": 1, "steps": 8000, "eval_every": 250}, {"seed": 4}]
-                   + [{"seed": s, "steps": 10_000, "eval_every": 250} for s in (0, 1)]
+           "runs": [{"layers": 2, "seed": 1, "steps": 8000, "eval_every": 250}, {"layers": 2, "seed": 4}]
+                   + [{"layers": 2, "seed": s, "steps": 10_000, "eval_every": 250} for s in (0, 1)]
                    + [{"mode": "hybrid", "path_len": 4, "layers": 3, "steps": 10_000, "eval_every": 250, "seed": s}
                       for s in (1, 2)]
                    + [{"layers": 3, "eval_every": 250, "seed": s} for s in (1, 2)]}
