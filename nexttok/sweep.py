@@ -68,8 +68,8 @@ TEACHERLESS = {"base": {"mode": "teacherless", "eval_every": 25},
 # fresh graphs), seeds 0-2: the remedies chapter's committed runs (forward and reverse are the headline's runs).
 REMEDIES = {"base": {"steps": 600, "layers": 2},
             "grid": {"mode": ["teacherless", "dropout", "mtp", "diffusion", "bst", "forward", "reverse"], "seed": [0, 1, 2]}}
-# Masked diffusion given more budget: at the recipe's 8,000 steps on seed 1 (evaluated every 250 steps)
-# and on seed 4 with default flags (`nexttok train --mode diffusion --seed 4`, a seed no earlier run had used); and
+# Masked diffusion given more budget, at 2 layers: 8,000 steps on seed 1 (evaluated every 250 steps) and on seed 4
+# with the flags that were then the defaults (`nexttok train --mode diffusion --seed 4`, a seed no run had used); and
 # over a longer schedule, 10,000 steps, on seeds 0 and 1: the remedies chapter's cost of learning. Then depth
 # (`--where layers=3`): the teacherless/next-token hybrid at 3 layers on G(2,4) for 10,000 steps, seeds 1, 2 and 0, and
 # masked diffusion at 3 layers on G(2,5) at 8,000 steps, seeds 1, 2 and 0, and seed 5 with the default flags of the
