@@ -3,8 +3,11 @@ order in which it learned the target's positions. A run's history is evaluated e
 figure is the first evaluation at or past the level (an upper bound, within one interval of the true step)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from .config import RunConfig
 from .evaluate import LEARNED
 from .records import RunRecord
 
@@ -36,3 +39,14 @@ def right_to_left(run: RunRecord, metric: str = "tf_token_accuracy", level: floa
     never = np.inf
     order = [never if s is None else s for s in steps]
     return all(a >= b for a, b in zip(order, order[1:]))
+
+
+# fields that change what is recorded about a run or where it runs, not what it learns
+BOOKKEEPING = ("eval_every", "n_eval", "ckpt_every", "probe_gradients", "device", "precision", "compile")
+
+
+def levers(cfg: RunConfig, reference: RunConfig) -> dict:
+    """The settings in which a run differs from a reference run (bookkeeping aside), with the run's values: the levers
+    it moved."""
+    mine, theirs = dataclasses.asdict(cfg), dataclasses.asdict(reference)
+    return {k: v for k, v in mine.items() if k not in BOOKKEEPING and v != theirs[k]}

@@ -1,6 +1,6 @@
 """What learning cost a run, and the order of its positions, read off a history built by hand."""
 from nexttok import RunConfig, resolve
-from nexttok.learning import cost_to_learn, learned_at, right_to_left
+from nexttok.learning import cost_to_learn, learned_at, levers, right_to_left
 from nexttok.records import History, RunRecord
 
 
@@ -32,3 +32,11 @@ def test_positions_learned_from_the_goal_back_and_the_order_refuted():
     assert right_to_left(together) is True  # learned at the same evaluation: not out of order
     one = run_with([row(100, 0, 1, 0.5, 0.2, 0.99, 1)], path_len=5)
     assert right_to_left(one) is None  # one hidden position learned: nothing to order
+
+
+def test_levers_name_the_settings_a_run_moved_and_skip_bookkeeping():
+    reference = resolve(RunConfig(mode="diffusion", seed=0))
+    assert levers(reference, reference) == {}
+    assert levers(resolve(RunConfig(mode="diffusion", seed=0, eval_every=250)), reference) == {}
+    moved = resolve(RunConfig(mode="diffusion", seed=0, diffusion_schedule="cosine", batch_size=512, eval_every=250))
+    assert levers(moved, reference) == {"diffusion_schedule": "cosine", "batch_size": 512}
