@@ -75,7 +75,7 @@ class RunConfig:
     grad_clip: float = 1.0
     seed: int = 0
     # data: n_train == 0 draws fresh graphs every step; otherwise a fixed train set (as the authors)
-    n_train: int = 0
+    n_train: int | None = _recipe()
     n_test: int = 2048
     train_file: str | None = None
     test_file: str | None = None
@@ -105,7 +105,7 @@ class RunConfig:
             (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
             (all(v >= 0 for v in given("warmup")) and self.weight_decay >= 0 and self.grad_clip >= 0,
              "warmup, weight decay and grad clip must be >= 0"),
-            (0 <= self.n_train <= MAX_TRAIN, f"n_train must be in 0..{MAX_TRAIN:,}"),
+            (all(0 <= v <= MAX_TRAIN for v in given("n_train")), f"n_train must be in 0..{MAX_TRAIN:,}"),
             (1 <= self.n_test <= MAX_TEST, f"n_test must be in 1..{MAX_TEST:,}"),
             (self.n_eval >= 1, "n_eval must be positive"),
             (0 <= self.only_position <= self.path_len,
