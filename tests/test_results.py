@@ -44,7 +44,7 @@ def test_the_fields_left_out_at_their_default_are_named_once():
 
 
 COMMITTED_SWEEPS = {"default": "headline_seeds.csv", "grid": "grid.csv", "indecipherable": "indecipherable_seeds.csv",
-                    "mamba": "mamba", "teacherless": "teacherless", "remedies": "remedies"}
+                    "mamba": "mamba", "teacherless": "teacherless", "remedies": "remedies", "learned": "learned"}
 
 
 @pytest.mark.parametrize("sweep", COMMITTED_SWEEPS)
