@@ -21,12 +21,13 @@ def task_of(cfg: RunConfig) -> PathStar:
 def resolve(cfg: RunConfig) -> RunConfig:
     """cfg checked, with every recipe field it leaves None filled in (a resolved config is only checked)."""
     _check_names(cfg)
-    unset = {}
     if not cfg.is_resolved:
         unset = {k: v for k, v in recipe(cfg).items() if getattr(cfg, k) is None}
         cfg = dataclasses.replace(cfg, **unset)
+        if unset.get("n_train") and not task_of(cfg).has_distinct_graphs(cfg.n_train + cfg.n_test):
+            cfg = dataclasses.replace(cfg, n_train=0)  # the recipe's fixed set is more than a small task holds
     _check_size(cfg)
-    _check_graphs(cfg, recipe_set="n_train" in unset)
+    _check_graphs(cfg)
     return cfg.mark_resolved()
 
 
@@ -61,17 +62,15 @@ def _check_names(cfg: RunConfig) -> None:
                             f"at most {MAX_SEQUENCE}")
 
 
-def _check_graphs(cfg: RunConfig, recipe_set: bool) -> None:
+def _check_graphs(cfg: RunConfig) -> None:
     """A fixed train set and the test set are disjoint sets of distinct graphs: the task must hold that many."""
     if cfg.train_file or not cfg.n_train:
         return
     task = task_of(cfg)
     if not task.has_distinct_graphs(cfg.n_train + cfg.n_test):
-        fix = ("the recipe's fixed train set is too large for this task: pass --n-train 0 for fresh graphs"
-               if recipe_set else "use more nodes or fewer graphs")
         raise TaskError(f"G({cfg.deg},{cfg.path_len}) with num_nodes={cfg.num_nodes} has only "
                         f"{task.distinct_graphs:,} distinct graphs, fewer than n_train + n_test = "
-                        f"{cfg.n_train + cfg.n_test:,}; {fix}")
+                        f"{cfg.n_train + cfg.n_test:,}; use more nodes or fewer graphs")
 
 
 def _check_size(cfg: RunConfig) -> None:

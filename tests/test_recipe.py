@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from nexttok import RunConfig
-from nexttok.config import RECIPE_FIELDS
+from nexttok.config import RECIPE_FIELDS, TaskError
 from nexttok.recipe import RULES, known_short, recipe, under_trained_fix
 from nexttok.resolve import resolve
 from nexttok.sweep import NAMED, load_sweep
@@ -34,6 +34,16 @@ def test_later_narrower_rows_win():
         assert (mamba.lr, mamba.steps) == (recipe(RunConfig(model="mamba"))["lr"], recipe(RunConfig(model="mamba"))["steps"])
         assert mamba.heads is None and mamba.positions is None
     assert resolve(RunConfig(model="gpt2")).layers is None, "a pretrained model brings its own size"
+
+
+def test_masked_diffusion_takes_a_fixed_set_where_the_task_holds_one():
+    assert resolve(RunConfig(mode="diffusion")).n_train == 50_000
+    assert resolve(RunConfig()).n_train == 0, "every other objective draws fresh graphs"
+    # G(2,3) over 10 labels holds 30,240 graphs, fewer than the set and the test graphs: fresh graphs, no error
+    assert resolve(RunConfig(mode="diffusion", path_len=3, num_nodes=10)).n_train == 0
+    with pytest.raises(TaskError, match="distinct graphs"):  # a set the user asks for is checked, not replaced
+        resolve(RunConfig(mode="diffusion", path_len=3, num_nodes=10, n_train=50_000))
+    assert resolve(RunConfig(mode="diffusion", n_train=0)).n_train == 0, "a value set wins"
 
 
 def test_every_setting_is_a_recipe_field_and_every_row_applies_somewhere():
