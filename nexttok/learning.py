@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-from .config import RunConfig
+from .config import RUN_ONLY, RunConfig
 from .evaluate import LEARNED
 from .records import RunRecord
 
@@ -41,8 +41,9 @@ def right_to_left(run: RunRecord, metric: str = "tf_token_accuracy", level: floa
     return all(a >= b for a, b in zip(order, order[1:]))
 
 
-# fields that change what is recorded about a run or where it runs, not what it learns
-BOOKKEEPING = ("eval_every", "n_eval", "ckpt_every", "probe_gradients", "device", "precision", "compile")
+# fields that change what is recorded about a run or where it runs, not what it learns: those left out of the key,
+# and how often and on how many graphs it is evaluated, and the precision a device picks
+BOOKKEEPING = RUN_ONLY + ("eval_every", "n_eval", "precision")
 
 
 def levers(cfg: RunConfig, reference: RunConfig) -> dict:

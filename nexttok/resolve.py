@@ -24,7 +24,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
     if not cfg.is_resolved:
         unset = {k: v for k, v in recipe(cfg).items() if getattr(cfg, k) is None}
         cfg = dataclasses.replace(cfg, **unset)
-        if unset.get("n_train") and not task_of(cfg).has_distinct_graphs(cfg.n_train + cfg.n_test):
+        if unset.get("n_train") and not _holds_its_graphs(cfg):
             cfg = dataclasses.replace(cfg, n_train=0)  # the recipe's fixed set is more than a small task holds
     _check_size(cfg)
     _check_graphs(cfg)
@@ -62,14 +62,16 @@ def _check_names(cfg: RunConfig) -> None:
                             f"at most {MAX_SEQUENCE}")
 
 
+def _holds_its_graphs(cfg: RunConfig) -> bool:
+    """Whether the task holds the graphs the run draws: a fixed train set and the test set are disjoint sets of
+    distinct graphs (fresh graphs and data files ask for no such thing)."""
+    return bool(cfg.train_file) or not cfg.n_train or task_of(cfg).has_distinct_graphs(cfg.n_train + cfg.n_test)
+
+
 def _check_graphs(cfg: RunConfig) -> None:
-    """A fixed train set and the test set are disjoint sets of distinct graphs: the task must hold that many."""
-    if cfg.train_file or not cfg.n_train:
-        return
-    task = task_of(cfg)
-    if not task.has_distinct_graphs(cfg.n_train + cfg.n_test):
+    if not _holds_its_graphs(cfg):
         raise TaskError(f"G({cfg.deg},{cfg.path_len}) with num_nodes={cfg.num_nodes} has only "
-                        f"{task.distinct_graphs:,} distinct graphs, fewer than n_train + n_test = "
+                        f"{task_of(cfg).distinct_graphs:,} distinct graphs, fewer than n_train + n_test = "
                         f"{cfg.n_train + cfg.n_test:,}; use more nodes or fewer graphs")
 
 
