@@ -90,7 +90,9 @@ LEARNED = {"base": {"mode": "diffusion"},
                       for lever in ({"diffusion_schedule": "cosine", **FRESH}, {"n_train": 50_000})]
                    + [{"seed": s} for s in (6, 7)]
                    + [{"mode": "hybrid", "path_len": 4, "layers": 3, "steps": 6000, "eval_every": 250, "seed": 1,
-                       "n_train": 50_000}]}
+                       "n_train": 50_000}]
+                   + [{"seed": 6, "diffusion_schedule": "cosine"}]
+                   + [{"mode": "bst", "layers": 3, "steps": 8000, "eval_every": 250, "seed": 0, "n_train": 50_000}]}
 NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID, "mamba": MAMBA, "indecipherable": INDECIPHERABLE,
          "teacherless": TEACHERLESS, "remedies": REMEDIES, "learned": LEARNED}
 
