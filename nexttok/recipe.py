@@ -33,7 +33,7 @@ RULES = [
     (lambda c: c.mode == "diffusion" and c.model == "gpt" and c.deg <= 2, {"layers": 3, "steps": 8_000}),
     # ... on a fixed set of 50,000 graphs, as its papers train, seen 41 times each, with MaskGIT's cosine masking
     # rate (each lever alone learned the seed that fresh graphs had stalled on; the fixed set alone learned on two
-    # seeds of three), in half an hour a run on the CPU
+    # seeds of three, both together on three of four), in half an hour a run on the CPU
     (lambda c: c.mode == "diffusion" and c.model == "gpt" and c.deg <= 2, {"diffusion_schedule": "cosine"}),
     (lambda c: c.mode == "diffusion" and c.model == "gpt" and c.deg <= 2 and not c.train_file, {"n_train": 50_000}),
 ]

@@ -38,5 +38,5 @@ def test_levers_name_the_settings_a_run_moved_and_skip_bookkeeping():
     reference = resolve(RunConfig(mode="diffusion", seed=0))
     assert levers(reference, reference) == {}
     assert levers(resolve(RunConfig(mode="diffusion", seed=0, eval_every=250)), reference) == {}
-    moved = resolve(RunConfig(mode="diffusion", seed=0, diffusion_schedule="cosine", batch_size=512, eval_every=250))
-    assert levers(moved, reference) == {"diffusion_schedule": "cosine", "batch_size": 512}
+    moved = resolve(RunConfig(mode="diffusion", seed=0, diffusion_schedule="uniform", batch_size=512, eval_every=250))
+    assert levers(moved, reference) == {"diffusion_schedule": "uniform", "batch_size": 512}

@@ -46,6 +46,14 @@ def test_masked_diffusion_takes_a_fixed_set_where_the_task_holds_one():
     assert resolve(RunConfig(mode="diffusion", n_train=0)).n_train == 0, "a value set wins"
 
 
+def test_masked_diffusion_masks_at_the_cosine_rate_where_it_was_measured():
+    assert resolve(RunConfig(mode="diffusion")).diffusion_schedule == "cosine"
+    assert resolve(RunConfig(mode="diffusion", path_len=3, num_nodes=10)).diffusion_schedule == "cosine", \
+        "a task too small for the fixed set keeps the rate"
+    assert resolve(RunConfig(mode="diffusion", deg=3)).diffusion_schedule == "uniform", "measured at degree 2 only"
+    assert resolve(RunConfig(mode="diffusion", diffusion_schedule="uniform")).diffusion_schedule == "uniform"
+
+
 def test_every_setting_is_a_recipe_field_and_every_row_applies_somewhere():
     configs = [c for name in NAMED for c in load_sweep(name)] + [
         RunConfig(mode=m, deg=d, path_len=l, num_nodes=n, only_position=p, model=model)

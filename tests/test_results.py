@@ -36,9 +36,10 @@ def test_the_fields_left_out_at_their_default_are_named_once():
     assert not set(OMITTED_AT_DEFAULT) & set(d)
     assert resolve(RunConfig(only_position=2)).to_dict()["only_position"] == 2
     assert "mtp_heads" not in d and resolve(RunConfig(mode="mtp")).to_dict()["mtp_heads"] == 2
-    diffusion = resolve(RunConfig(mode="diffusion"))
+    diffusion = resolve(RunConfig(mode="diffusion", diffusion_schedule="uniform"))
     assert diffusion.diffusion_weight == "token" and "diffusion_weight" not in diffusion.to_dict()
     assert diffusion.diffusion_schedule == "uniform" and "diffusion_schedule" not in diffusion.to_dict()
+    assert resolve(RunConfig(mode="diffusion")).to_dict()["diffusion_schedule"] == "cosine", "a value off it is kept"
     back = RunConfig.from_dict(diffusion.to_dict(), stored=True)
     assert back == diffusion and back.key() == diffusion.key()
 
