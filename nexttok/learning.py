@@ -49,5 +49,7 @@ BOOKKEEPING = RUN_ONLY + ("eval_every", "n_eval", "precision")
 def levers(cfg: RunConfig, reference: RunConfig) -> dict:
     """The settings in which a run differs from a reference run (bookkeeping aside), with the run's values: the levers
     it moved."""
-    mine, theirs = dataclasses.asdict(cfg), dataclasses.asdict(reference)
-    return {k: v for k, v in mine.items() if k not in BOOKKEEPING and v != theirs[k]}
+    # compared as config.json holds them, where a field that does not apply (None) and its omitted default are the
+    # same: a run read back from its folder has diffusion_weight "token" whatever its objective, its recipe None
+    mine, theirs = cfg.to_dict(), reference.to_dict()
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in BOOKKEEPING and mine.get(k) != theirs.get(k)}

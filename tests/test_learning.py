@@ -40,3 +40,8 @@ def test_levers_name_the_settings_a_run_moved_and_skip_bookkeeping():
     assert levers(resolve(RunConfig(mode="diffusion", seed=0, eval_every=250)), reference) == {}
     moved = resolve(RunConfig(mode="diffusion", seed=0, diffusion_schedule="uniform", batch_size=512, eval_every=250))
     assert levers(moved, reference) == {"diffusion_schedule": "uniform", "batch_size": 512}
+    # a run read back from its config.json holds the omitted defaults of fields its objective does not read
+    bst = resolve(RunConfig(mode="bst", seed=0))
+    stored = RunConfig.from_dict(resolve(RunConfig(mode="bst", seed=0, layers=3)).to_dict(), stored=True)
+    assert stored.diffusion_weight == "token" and bst.diffusion_weight is None
+    assert levers(stored, bst) == {"layers": 3}
