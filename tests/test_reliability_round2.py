@@ -479,9 +479,11 @@ def test_case_14_a_pickled_pytorch_model_bin_is_one_line_and_never_runs(tmp_path
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_case_15_a_signal_while_starting_exits_in_one_line(tmp_path, signum):
     """`python -m nexttok` stopped at several moments of its first seconds (its imports): one line, 128 + the
-    signal, no traceback, no run folder. (A signal before the interpreter runs any of the package's code ends the
-    process as the signal does, with no word; nothing can say one then.)"""
+    signal, no traceback, no run folder. (A signal before the package's first lines run ends the process as Python
+    ends it, with no word or the interpreter's own KeyboardInterrupt; nothing of the package's can speak then. A
+    slow machine can be there at the first moment, so the test asks only that some moment reached the handler.)"""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    said = 0
     for delay in (0.3, 0.8, 1.5):
         out = tmp_path / f"run-{delay}"
         proc = subprocess.Popen([sys.executable, "-m", "nexttok", "train", *TINY, "--out", str(out)],
@@ -491,9 +493,14 @@ def test_case_15_a_signal_while_starting_exits_in_one_line(tmp_path, signum):
         stdout, stderr = proc.communicate(timeout=60)
         if proc.returncode == 0:  # it finished before the signal: nothing to check at this moment
             continue
+        if proc.returncode == -signum:  # the interpreter was still starting (a slow machine): Python ended it
+            assert not out.exists() and "nexttok:" not in stderr, stderr
+            continue
         assert proc.returncode == 128 + signum, stderr
         assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
         assert stderr.startswith(f"nexttok: interrupted ({signal.Signals(signum).name})"), stderr
+        said += 1
+    assert said, "no moment reached the package's own handler: the check saw nothing"
 
 
 def test_case_15_a_stop_signal_outside_a_step_is_one_line_in_process(tmp_path, monkeypatch):
