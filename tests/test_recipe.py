@@ -54,10 +54,17 @@ def test_masked_diffusion_masks_at_the_cosine_rate_where_it_was_measured():
     assert resolve(RunConfig(mode="diffusion", diffusion_schedule="uniform")).diffusion_schedule == "uniform"
 
 
+def test_the_belief_state_transformer_gets_depth_and_steps_on_fresh_graphs_where_it_was_measured():
+    bst, forward = resolve(RunConfig(mode="bst")), resolve(RunConfig())
+    assert (bst.layers, bst.steps, bst.n_train) == (3, 8_000, 0) and (forward.layers, forward.steps) == (2, 600)
+    assert resolve(RunConfig(mode="bst", deg=3)).layers == 2, "measured at degree 2 only"
+    assert resolve(RunConfig(mode="bst", layers=2, steps=600)).steps == 600, "a value set wins"
+
+
 def test_every_setting_is_a_recipe_field_and_every_row_applies_somewhere():
     configs = [c for name in NAMED for c in load_sweep(name)] + [
         RunConfig(mode=m, deg=d, path_len=l, num_nodes=n, only_position=p, model=model)
-        for m in ("forward", "mtp", "dropout", "hybrid", "diffusion") for d in (2, 3) for l in (3, 5)
+        for m in ("forward", "mtp", "dropout", "hybrid", "diffusion", "bst") for d in (2, 3) for l in (3, 5)
         for n in (20, 50) for p in (0, 2) for model in ("gpt", "mamba") if not (model == "mamba" and m != "forward")]
     for applies, settings in RULES:
         assert set(settings) <= set(RECIPE_FIELDS)
