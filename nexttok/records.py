@@ -220,10 +220,11 @@ def command_line(cfg: RunConfig) -> str:
     return " ".join(["nexttok train"] + task + [f for f in flags if f.split()[0] not in {t.split()[0] for t in task}])
 
 
-def provenance(cfg: RunConfig, device: torch.device, wall_seconds: float, world_size: int = 1) -> dict:
+def provenance(cfg: RunConfig, device: torch.device, wall_seconds: float, commit: str, world_size: int = 1) -> dict:
+    """How a run was produced; `commit` is read when it starts (or resumes), since the tree can change while it trains."""
     return {
         "command": command_line(cfg),
-        "commit": git_commit(),
+        "commit": commit,
         "device": device_name(device),
         "processes": world_size,
         "torch": torch.__version__,

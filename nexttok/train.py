@@ -26,7 +26,7 @@ from .graphs import TaskError, seeded_generator
 from .mechanisms import position_gradient_norms
 from .memory import check_memory
 from .objectives import objective
-from .records import finite_json, flatten, provenance, write_table
+from .records import finite_json, flatten, git_commit, provenance, write_table
 from .resolve import resolve
 from .rundir import (Interrupted, data_digests, finish_step_on_signal, load_optimizer_state, read_checkpoint,
                      read_run_checkpoint, run_folder, save_checkpoint, write_text)
@@ -186,6 +186,7 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = Fals
     rank 0 alone evaluates and writes."""
     run = Run(cfg)
     cfg, main = run.cfg, run.shard.is_main
+    commit = git_commit()  # the code that trains is the code now: the tree may change before the run ends
     out = Path(out_dir) if out_dir is not None else None
     with run_folder(out, cfg, resume, main) as ckpt:
         if ckpt is not None and ckpt.exists() and resume:
@@ -203,7 +204,7 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = Fals
         if out:  # metrics.json last: its presence marks a finished run
             write_table([flatten(finite_json(h)) for h in run.history], out / "history.csv")
             write_text(out / "provenance.json",
-                       json.dumps(provenance(cfg, run.device, run.train_seconds, run.shard.world), indent=2) + "\n")
+                       json.dumps(provenance(cfg, run.device, run.train_seconds, commit, run.shard.world), indent=2) + "\n")
             write_text(out / "metrics.json", json.dumps(final, indent=2, allow_nan=False) + "\n")
     return run, final
 

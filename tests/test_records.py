@@ -1,5 +1,6 @@
 """Tables and provenance (nexttok.records): what a run and a sweep write, and how each was produced."""
 import math
+import sys
 
 import torch
 
@@ -17,6 +18,24 @@ def test_tables_round_trip_with_numbers_parsed_back(tmp_path):
     assert back[0] == {"seed": 0, "acc_1": 0.5, "acc_2": 1.0, "mode": "forward", "note": None}
     assert back[1]["note"] is None and back[1]["mode"] is None
     assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # no temporary file left behind
+
+
+def test_provenance_names_the_commit_a_run_started_from(tmp_path, monkeypatch):
+    """The tree can change while a run trains (a commit, an edit): its provenance names the code it started with."""
+    import nexttok.records
+    train_module = sys.modules["nexttok.train"]
+    tree = {"commit": "abc123-at-start"}
+    monkeypatch.setattr(nexttok.records, "git_commit", lambda: tree["commit"])
+    monkeypatch.setattr(train_module, "git_commit", lambda: tree["commit"])
+    original = train_module._loop
+
+    def loop(*args, **kwargs):
+        original(*args, **kwargs)
+        tree["commit"] = "def456-committed-meanwhile"
+
+    monkeypatch.setattr(train_module, "_loop", loop)
+    train(tiny_config(steps=2, eval_every=2), tmp_path / "run", progress=False)
+    assert RunRecord.load(tmp_path / "run").provenance["commit"] == "abc123-at-start"
 
 
 def test_non_finite_metrics_become_null():
