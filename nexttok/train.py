@@ -186,8 +186,9 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = Fals
     rank 0 alone evaluates and writes."""
     run = Run(cfg)
     cfg, main = run.cfg, run.shard.is_main
-    commit = git_commit()  # the code that trains is the code now: the tree may change before the run ends
     out = Path(out_dir) if out_dir is not None else None
+    # the code that trains is the code now (the tree may change before the run ends); read only where it is written
+    commit = git_commit() if out and main else None
     with run_folder(out, cfg, resume, main) as ckpt:
         if ckpt is not None and ckpt.exists() and resume:
             run.load(ckpt)
