@@ -3,6 +3,7 @@ comes to the machine's own dense matmul speed, measured in the same process. `--
 loop written like the authors' (nexttok.baseline) in the same process and reports the ratios."""
 from __future__ import annotations
 
+import functools
 import time
 
 import torch
@@ -46,6 +47,23 @@ def train_flops_per_sample(run: Run, batch: int = 4) -> float:
         loss_module(graphs, seeded_generator(0, "flops", device=run.device)).backward()
     run.model.zero_grad(set_to_none=True)
     return counter.get_total_flops() / len(graphs)
+
+
+@functools.cache
+def objective_cost(cfg: RunConfig) -> float:
+    """Training FLOPs per sample of cfg's objective over next-token training's, both counted on the book's GPT at
+    cfg's task, depth and width: what BST's second encoder and pair head, the hybrid's teacherless copies or the
+    extra heads add. A pretrained model or Mamba is priced as the GPT of its config's shape (2 x 96 where unset);
+    one attention head, since the count of heads does not change the FLOPs."""
+    task = {k: getattr(cfg, k) for k in ("deg", "path_len", "num_nodes")}
+    shape = dict(layers=cfg.layers or 2, dim=cfg.dim or 96, heads=1, n_train=0,
+                 n_test=16, n_eval=16, device="cpu", precision="fp32")
+    own = {k: getattr(cfg, k) for k in ("mtp_heads", "input_dropout", "hybrid_fraction", "diffusion_weight",
+                                        "diffusion_schedule")}
+    with torch.random.fork_rng():  # building a Run seeds torch; the caller's stream stays as it was
+        costs = [train_flops_per_sample(Run(RunConfig(**task, **shape, **settings)))
+                 for settings in ({"mode": cfg.mode, **own}, {"mode": "forward"})]
+    return costs[0] / costs[1]
 
 
 # Dense bf16 tensor-core peaks from the vendors' data sheets (no sparsity), for model FLOP utilisation.

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .bench import objective_cost
 from .config import FIELDS, RunConfig, TaskError
 from .evaluate import LEARNED
 from .plots import scale_label
@@ -241,11 +242,14 @@ def assert_first_decision(accuracy: float, deg: int, path_len: int, what: str) -
 
 
 def cpu_seconds(cfg: RunConfig) -> float:
-    """A rough CPU cost of training cfg on this book's 2-core machine (its own measurement, not a promise)."""
+    """A rough CPU cost of training cfg on this book's 2-core machine (its own measurement, not a promise):
+    next-token training's measured cost per sample and token, scaled by depth, width squared and the FLOPs the
+    objective adds (`bench.objective_cost`)."""
     c = resolve(cfg)
     width = (c.dim or 96) / 96
     depth = (c.layers or 2) / 2
-    return CPU_US_PER_SAMPLE_TOKEN * 1e-6 * c.steps * c.batch_size * task_of(c).sequence_len * depth * width ** 2
+    per_sample = CPU_US_PER_SAMPLE_TOKEN * 1e-6 * task_of(c).sequence_len * depth * width ** 2 * objective_cost(c)
+    return per_sample * c.steps * c.batch_size
 
 
 def require_budget(configs: list[RunConfig]) -> float:

@@ -4,8 +4,8 @@ import dataclasses
 import pytest
 
 from nexttok.chapter import (Precondition, assert_first_decision, cell_label, cells_not_learned, committed, committed_run,
-                             describe, from_parameters, require_budget, require_fit, require_learned, results_path,
-                             unfit_positions)
+                             cpu_seconds, describe, from_parameters, require_budget, require_fit, require_learned,
+                             results_path, unfit_positions)
 from nexttok.config import RunConfig
 from nexttok.records import RunRecord
 from nexttok.recipe import PAPER_SCALE, under_trained_fix
@@ -84,6 +84,17 @@ def test_preconditions_name_the_fix():
         require_budget([RunConfig(deg=3, path_len=6, only_position=2)])
     require_budget([RunConfig(deg=3, path_len=5, only_position=2)])  # measured to reach the guess among 3 children
     require_budget([dataclasses.replace(alone, deg=3)])
+
+
+def test_the_cpu_estimate_prices_what_an_objective_adds_to_a_step():
+    base = RunConfig(layers=3, steps=100, device="cpu")
+    forward = cpu_seconds(base)
+    assert cpu_seconds(dataclasses.replace(base, mode="reverse")) == pytest.approx(forward)  # the same model and tokens
+    hybrid = dataclasses.replace(base, mode="hybrid", hybrid_fraction=0.5)
+    assert cpu_seconds(hybrid) == pytest.approx(1.5 * forward, rel=0.02)  # half the graphs again, as teacherless copies
+    # a second encoder over the target and a head over every (prefix, suffix) pair
+    assert 1.3 < cpu_seconds(dataclasses.replace(base, mode="bst")) / forward < 1.7
+    assert cpu_seconds(dataclasses.replace(base, layers=6)) == pytest.approx(2 * forward)
 
 
 def test_scale_paper_moves_a_chapter_to_the_papers_model_and_data_in_one_line():
