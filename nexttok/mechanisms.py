@@ -1,6 +1,7 @@
 """Probes of the two mechanisms. The Clever-Hans cheat in a trained forward model: where it looks, and
 what it does when the previous token is swapped for a node of another arm. The indecipherable token:
-how much gradient each target position's loss sends into the weights."""
+how much gradient each target position's loss sends into the weights. And which of its predictions a Belief
+State Transformer has fit."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ import torch
 
 from .graphs import Graphs
 from .objectives import Objective, make_view, position_losses
+from .objectives.belief_state import pairs
 from .tokens import Vocab, prefix_len
 
 
@@ -111,3 +113,18 @@ def position_gradient_norms(model, objective: Objective, graphs: Graphs, vocab: 
         grads = torch.autograd.grad(loss, params, retain_graph=i < len(losses) - 1, allow_unused=True)
         norms.append(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)).item())
     return norms
+
+
+def belief_state_predictions(model, objective, graphs: Graphs, vocab: Vocab, chunk: int = 512) -> list[dict]:
+    """The held-out loss of each prediction of a Belief State Transformer: every pair of a forward state a (it has
+    read target tokens 1..a) and a backward state c (tokens c..l) asks for token a+1 (next) and token c-1 (prev).
+    One dict a prediction (a, c, predicts, position, loss), the loss a mean over `graphs`, `chunk` at a time."""
+    a, c = pairs(graphs.path.shape[1])
+    totals = torch.zeros(2, len(a))
+    for start in range(0, len(graphs), chunk):
+        part = graphs[start:start + chunk]
+        totals += torch.stack(objective.pair_losses(model, part, vocab)).cpu() * len(part)
+    return [{"a": int(a[k]), "c": int(c[k]), "predicts": half, "position": int(position[k]),
+             "loss": float(totals[i, k]) / len(graphs)}
+            for i, (half, position) in enumerate((("next", a + 1), ("prev", c - 1))) for k in range(len(a))]
+

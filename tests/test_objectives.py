@@ -222,21 +222,26 @@ def test_belief_state_pairs_and_targets_by_hand():
 
 
 @torch.no_grad()
+def test_belief_state_pair_losses_are_the_loss_pair_by_pair():
+    """Each pair asks for token a+1 (next) and token c-1 (prev); the loss is the mean of the pairs' two losses."""
+    obj, model, graphs = setup("bst")
+    a, c = pairs(L)
+    _, (want_next, want_prev) = obj.pair_predictions(model, graphs, VOCAB)
+    assert torch.equal(want_next, graphs.path[:, a]) and torch.equal(want_prev, graphs.path[:, c - 2])
+    nxt, prev = obj.pair_losses(model, graphs, VOCAB)
+    assert nxt.shape == prev.shape == (len(a),) and (nxt > 0).all() and (prev > 0).all()
+    assert torch.allclose((nxt.mean() + prev.mean()) / 2, obj.loss(model, graphs, VOCAB), atol=1e-6)
+
+
+@torch.no_grad()
 def test_belief_state_pair_predictions_never_see_their_targets():
     """For every pair (a, c), the forward state has read tokens 1..a and the backward state tokens c..l: the
     next-token prediction (token a+1) and the previous-token prediction (token c-1) lie strictly between."""
     obj, model, graphs = setup("bst")
-
-    def pair_logits(g):
-        inputs, targets = make_view(g, VOCAB, "forward")
-        f = model.forward_encoder.features(inputs, n_out=L)
-        b = model.backward_encoder.features(obj.backward_inputs(targets, VOCAB))
-        a, c = pairs(L)
-        return a, c, model.pair_logits(f[:, a], b[:, L + 1 - c])
-
-    a, c, (nxt, prev) = pair_logits(graphs)
+    a, c = pairs(L)
+    (nxt, prev), _ = obj.pair_predictions(model, graphs, VOCAB)
     for j in range(1, L + 1):
-        _, _, (nxt2, prev2) = pair_logits(with_target(graphs, j, other_labels(graphs, j)))
+        (nxt2, prev2), _ = obj.pair_predictions(model, with_target(graphs, j, other_labels(graphs, j)), VOCAB)
         for k, (ak, ck) in enumerate(zip(a.tolist(), c.tolist())):
             if ak + 1 == j:  # the next-token target of this pair: neither state may have read it
                 assert torch.allclose(nxt[:, k], nxt2[:, k], atol=1e-5), (j, ak, ck)

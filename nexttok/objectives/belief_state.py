@@ -37,18 +37,31 @@ class BeliefState(Forward):
         end = torch.full_like(targets[:, :1], vocab.dummy)
         return torch.cat([end, targets[:, 1:].flip(1)], dim=1)
 
-    def loss(self, model, graphs, vocab, generator=None):
+    def pair_predictions(self, model, graphs, vocab):
+        """Every pair's logits and the tokens they are asked for: ((next, prev) logits (n, pairs, V) and
+        (next, prev) targets (n, pairs)), the pairs in the order of `pairs`."""
         inputs, targets = make_view(graphs, vocab, "forward")
         l = targets.shape[1]
         # f[:, a]: has read the prefix and y_1..y_a; b[:, j]: has read y_l back to y_{l+1-j}
         f = model.forward_encoder.features(inputs, n_out=l)
         b = model.backward_encoder.features(self.backward_inputs(targets, vocab))
         a, c = pairs(l, targets.device)
-        nxt, prev = model.pair_logits(f[:, a], b[:, l + 1 - c])
         # each pair predicts y_{a+1} after the prefix and y_{c-1} before the suffix
-        loss_next = F.cross_entropy(nxt.flatten(0, 1).float(), targets[:, a].flatten())
-        loss_prev = F.cross_entropy(prev.flatten(0, 1).float(), targets[:, c - 2].flatten())
+        return model.pair_logits(f[:, a], b[:, l + 1 - c]), (targets[:, a], targets[:, c - 2])
+
+    def loss(self, model, graphs, vocab, generator=None):
+        (nxt, prev), (want_next, want_prev) = self.pair_predictions(model, graphs, vocab)
+        loss_next = F.cross_entropy(nxt.flatten(0, 1).float(), want_next.flatten())
+        loss_prev = F.cross_entropy(prev.flatten(0, 1).float(), want_prev.flatten())
         return (loss_next + loss_prev) / 2
+
+    @torch.no_grad()
+    def pair_losses(self, model, graphs, vocab) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cross-entropy of each pair's two predictions, each a mean over the graphs: (next, prev), each
+        (pairs,). Which of its l(l+1) predictions a model has fit and which it still guesses."""
+        (nxt, prev), (want_next, want_prev) = self.pair_predictions(model, graphs, vocab)
+        return tuple(F.cross_entropy(logits.transpose(1, 2).float(), want, reduction="none").mean(0)
+                     for logits, want in ((nxt, want_next), (prev, want_prev)))
 
     def graded(self, model, graphs, vocab):
         inputs, targets = make_view(graphs, vocab, "forward")
