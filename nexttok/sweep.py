@@ -85,11 +85,11 @@ REMEDIES = {"base": {"steps": 600, "layers": 2, "n_train": 0, "diffusion_schedul
 # diffusion (3 layers, the fixed set, 8,000 steps), seed 0, then seeds 1 and 2 once seed 0's arm choice climbed. And
 # the same on fresh graphs, where the fixed set had been memorised: seed 0 (run first as `nexttok train --mode bst
 # --layers 3 --steps 8000 --eval-every 250 --seed 0`, a pilot), then seeds 1 and 2; and that setting as the recipe's,
-# with its default flags on seed 10, a seed no run had used (`nexttok train --mode bst --seed 10`). Then a fourth
-# layer per encoder, at 6,000 steps to stay within a CPU's half hour, on seeds 1 and 2, which 3 layers had not learned:
-# where those runs stalled, the predictions left were those that ask a forward state for the node two or three
-# look-ups back from the goal (scripts/bst_pairs.py). Then seed 0, stopped at step 1,157 to let the two finish and
-# resumed from its checkpoint.
+# with its default flags on seed 10, a seed no run had used (`nexttok train --mode bst --seed 10` when 3 layers and
+# 8,000 steps were the recipe's, which its row now pins). Then a fourth layer per encoder, at 6,000 steps to stay
+# within a CPU's half hour, on seeds 1 and 2, which 3 layers had not learned: where those runs stalled, the
+# predictions left were those that ask a forward state for the node two or three look-ups back from the goal
+# (scripts/bst_pairs.py). Then seed 0, stopped at step 1,157 to let the two finish and resumed from its checkpoint.
 FRESH = {"n_train": 0}
 LEARNED = {"base": {"mode": "diffusion", "diffusion_schedule": "uniform"},
            "runs": [{"layers": 2, "seed": 1, "steps": 8000, "eval_every": 250, **FRESH}, {"layers": 2, "seed": 4, **FRESH}]
@@ -105,8 +105,9 @@ LEARNED = {"base": {"mode": "diffusion", "diffusion_schedule": "uniform"},
                    + [{"seed": s, "diffusion_schedule": "cosine"} for s in (6, 7, 8, 9)]
                    + [{"mode": "bst", "layers": 3, "steps": 8000, "eval_every": 250, "seed": s, "n_train": n_train}
                       for n_train in (50_000, 0) for s in (0, 1, 2)]
-                   + [{"mode": "bst", "seed": 10, **FRESH}]
-                   + [{"mode": "bst", "layers": 4, "steps": 6000, "eval_every": 250, "seed": s, **FRESH} for s in (1, 2, 0)]}
+                   + [{"mode": "bst", "layers": 3, "steps": 8000, "seed": 10, **FRESH}]
+                   + [{"mode": "bst", "layers": 4, "steps": 6000, "eval_every": 250, "seed": s, **FRESH}
+                      for s in (1, 2, 0)]}
 NAMED = {"paper": PAPER, "default": DEFAULT, "grid": GRID, "mamba": MAMBA, "indecipherable": INDECIPHERABLE,
          "teacherless": TEACHERLESS, "remedies": REMEDIES, "learned": LEARNED}
 

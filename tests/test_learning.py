@@ -42,6 +42,6 @@ def test_levers_name_the_settings_a_run_moved_and_skip_bookkeeping():
     assert levers(moved, reference) == {"diffusion_schedule": "uniform", "batch_size": 512}
     # a run read back from its config.json holds the omitted defaults of fields its objective does not read
     bst = resolve(RunConfig(mode="bst", seed=0))
-    stored = RunConfig.from_dict(resolve(RunConfig(mode="bst", seed=0, layers=4)).to_dict(), stored=True)
+    stored = RunConfig.from_dict(resolve(RunConfig(mode="bst", seed=0, layers=5)).to_dict(), stored=True)
     assert stored.diffusion_weight == "token" and bst.diffusion_weight is None
-    assert levers(stored, bst) == {"layers": 4}
+    assert levers(stored, bst) == {"layers": 5}

@@ -56,7 +56,7 @@ def test_masked_diffusion_masks_at_the_cosine_rate_where_it_was_measured():
 
 def test_the_belief_state_transformer_gets_depth_and_steps_on_fresh_graphs_where_it_was_measured():
     bst, forward = resolve(RunConfig(mode="bst")), resolve(RunConfig())
-    assert (bst.layers, bst.steps, bst.n_train) == (3, 8_000, 0) and (forward.layers, forward.steps) == (2, 600)
+    assert (bst.layers, bst.steps, bst.n_train) == (4, 6_000, 0) and (forward.layers, forward.steps) == (2, 600)
     assert resolve(RunConfig(mode="bst", deg=3)).layers == 2, "measured at degree 2 only"
     assert resolve(RunConfig(mode="bst", layers=2, steps=600)).steps == 600, "a value set wins"
 
