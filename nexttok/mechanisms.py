@@ -127,4 +127,3 @@ def belief_state_predictions(model, objective, graphs: Graphs, vocab: Vocab, chu
     return [{"a": int(a[k]), "c": int(c[k]), "predicts": half, "position": int(position[k]),
              "loss": float(totals[i, k]) / len(graphs)}
             for i, (half, position) in enumerate((("next", a + 1), ("prev", c - 1))) for k in range(len(a))]
-

@@ -32,8 +32,9 @@ def pair_rows(sweep: str, runs: Path, where: list[str], progress: bool = True) -
     configs = [c for c in select(load_sweep(sweep), where) if c.mode == "bst"]
     if not configs:
         raise TaskError(f"{sweep}: no bst run{' with ' + ' '.join(where) if where else ''} to read")
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     made = {"command": " ".join(["python scripts/bst_pairs.py", *sys.argv[1:]]), "commit": git_commit(),
-            "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            "torch": torch.__version__, "date": now}
     rows = []
     for cfg in configs:
         run = get_run(cfg, runs, progress=progress)

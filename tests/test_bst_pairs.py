@@ -41,5 +41,6 @@ def test_two_rows_per_pair_of_each_bst_run_with_its_provenance(tmp_path, capsys,
     mine = [r["loss"] for r in rows if r["seed"] == 0]
     assert sum(mine) / len(mine) == pytest.approx(whole, rel=1e-4)
 
-    assert bst_pairs.main([str(sweep), "--runs", str(tmp_path / "runs"), "--out", str(out), "--where", "mode=forward"]) == 2
+    forward_only = ["--where", "mode=forward"]
+    assert bst_pairs.main([str(sweep), "--runs", str(tmp_path / "runs"), "--out", str(out), *forward_only]) == 2
     assert "no bst run with mode=forward" in capsys.readouterr().err
