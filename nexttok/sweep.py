@@ -12,17 +12,21 @@ value, so one part of a named sweep (`nexttok sweep grid --where deg=4`) runs an
 """
 from __future__ import annotations
 
+import argparse
 import csv
+import datetime
 import itertools
 import json
 import math
 import sys
 from pathlib import Path
 
+import torch
+
 from .config import FIELDS, RunConfig, excerpt, name_of
 from .graphs import TaskError, one_line, read_text
 from .recipe import PAPER_SCALE
-from .records import read_table, write_table
+from .records import git_commit, read_table, write_table
 from .resolve import resolve
 from .runs import get_run
 from .rundir import Interrupted
@@ -319,3 +323,30 @@ def collect(configs: list[RunConfig], out: str | Path) -> tuple[Path, list[RunCo
     merged = out / "results.csv"
     write_table([seen[k][0] for k in wanted if k in seen], merged)
     return merged, [c for c, k in zip(configs, wanted) if k not in seen]
+
+
+def probe_main(script: str, doc: str, probe_rows, argv: list[str] | None = None) -> int:
+    """The command line of a script that probes a sweep's runs into a results table (scripts/arm_swap.py,
+    scripts/bst_pairs.py): SWEEP --runs FOLDER --out TABLE.csv [--where FIELD=VALUE ...] [--quiet].
+    probe_rows(sweep, runs, where, progress) makes the rows; each gets how it was made (command, commit, torch,
+    date). Exit 2 names a bad argument."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("sweep", help="a named sweep (nexttok sweep's) or a sweep file")
+    parser.add_argument("--runs", required=True, type=Path, help="the run cache that holds (or will hold) its runs")
+    parser.add_argument("--out", required=True, type=Path, help="the table to write (CSV)")
+    parser.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                        help="only the configs whose field has this value (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    try:
+        rows = probe_rows(args.sweep, args.runs, args.where, progress=not args.quiet)
+    except TaskError as err:
+        print(f"{script}: {err}", file=sys.stderr)
+        return 2
+    made = {"command": " ".join([f"python scripts/{script}.py", *argv]), "commit": git_commit(),
+            "torch": torch.__version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    write_table([{**row, **made} for row in rows], args.out)
+    print(f"wrote {len(rows)} rows to {args.out}")
+    return 0

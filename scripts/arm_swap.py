@@ -12,19 +12,14 @@ reproduces; empty where none is committed), and how the row was made. Exit 2 nam
 """
 from __future__ import annotations
 
-import argparse
-import datetime
 import sys
 from pathlib import Path
-
-import torch
 
 from nexttok.chapter import committed_runs
 from nexttok.graphs import TaskError
 from nexttok.mechanisms import follow_other_arm
-from nexttok.records import git_commit, write_table
 from nexttok.runs import get_run, load_trained
-from nexttok.sweep import NAMED, load_sweep, select
+from nexttok.sweep import NAMED, load_sweep, probe_main, select
 
 
 def arm_swap_rows(sweep: str, runs: Path, where: list[str], progress: bool = True) -> list[dict]:
@@ -41,32 +36,14 @@ def arm_swap_rows(sweep: str, runs: Path, where: list[str], progress: bool = Tru
         theirs = committed.get(run.key)
         rows.append({"key": run.key, "model": cfg.model, "deg": cfg.deg, "path_len": cfg.path_len, "seed": cfg.seed,
                      **probe, "gen_accuracy": run.metrics["gen_accuracy"],
-                     "committed_gen_accuracy": theirs.metrics["gen_accuracy"] if theirs else None,
-                     "command": " ".join(["python scripts/arm_swap.py", *sys.argv[1:]]), "commit": git_commit(),
-                     "torch": torch.__version__,
-                     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+                     "committed_gen_accuracy": theirs.metrics["gen_accuracy"] if theirs else None})
         print(f"{cfg.model} G({cfg.deg},{cfg.path_len}) seed {cfg.seed}: follows the swapped arm "
               f"{probe['follows_swapped_arm']:.3f}, back to the goal's arm {probe['stays_on_goal_arm']:.3f}", flush=True)
     return rows
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep", help="a named sweep (nexttok sweep's) or a sweep file")
-    parser.add_argument("--runs", required=True, type=Path, help="the run cache that holds (or will hold) its runs")
-    parser.add_argument("--out", required=True, type=Path, help="the table to write (CSV)")
-    parser.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
-                        help="only the configs whose field has this value (repeatable)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    try:
-        rows = arm_swap_rows(args.sweep, args.runs, args.where, progress=not args.quiet)
-    except TaskError as err:
-        print(f"arm_swap: {err}", file=sys.stderr)
-        return 2
-    write_table(rows, args.out)
-    print(f"wrote {len(rows)} rows to {args.out}")
-    return 0
+    return probe_main("arm_swap", __doc__, arm_swap_rows, argv)
 
 
 if __name__ == "__main__":

@@ -12,18 +12,13 @@ gen_accuracy, and how the row was made. Exit 2 names a bad argument.
 """
 from __future__ import annotations
 
-import argparse
-import datetime
 import sys
 from pathlib import Path
 
-import torch
-
 from nexttok.graphs import TaskError
 from nexttok.mechanisms import belief_state_predictions
-from nexttok.records import git_commit, write_table
 from nexttok.runs import get_run, load_trained
-from nexttok.sweep import load_sweep, select
+from nexttok.sweep import load_sweep, probe_main, select
 
 CHUNK = 512  # test graphs a forward pass: the pair head's logits are (graphs, pairs, vocab)
 
@@ -32,9 +27,6 @@ def pair_rows(sweep: str, runs: Path, where: list[str], progress: bool = True) -
     configs = [c for c in select(load_sweep(sweep), where) if c.mode == "bst"]
     if not configs:
         raise TaskError(f"{sweep}: no bst run{' with ' + ' '.join(where) if where else ''} to read")
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    made = {"command": " ".join(["python scripts/bst_pairs.py", *sys.argv[1:]]), "commit": git_commit(),
-            "torch": torch.__version__, "date": now}
     rows = []
     for cfg in configs:
         run = get_run(cfg, runs, progress=progress)
@@ -42,29 +34,14 @@ def pair_rows(sweep: str, runs: Path, where: list[str], progress: bool = True) -
         trained.model.eval()
         predictions = belief_state_predictions(trained.model, trained.objective, trained.test, trained.vocab, CHUNK)
         rows += [{"key": run.key, "layers": cfg.layers, "n_train": cfg.n_train, "seed": cfg.seed, "steps": cfg.steps,
-                  **p, "gen_accuracy": run.metrics["gen_accuracy"], **made} for p in predictions]
+                  **p, "gen_accuracy": run.metrics["gen_accuracy"]} for p in predictions]
         print(f"bst {cfg.layers} layers, n_train {cfg.n_train}, seed {cfg.seed}: mean loss a prediction "
               f"{sum(p['loss'] for p in predictions) / len(predictions):.4f}", flush=True)
     return rows
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep", help="a named sweep (nexttok sweep's) or a sweep file")
-    parser.add_argument("--runs", required=True, type=Path, help="the run cache that holds (or will hold) its runs")
-    parser.add_argument("--out", required=True, type=Path, help="the table to write (CSV)")
-    parser.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
-                        help="only the configs whose field has this value (repeatable)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    try:
-        rows = pair_rows(args.sweep, args.runs, args.where, progress=not args.quiet)
-    except TaskError as err:
-        print(f"bst_pairs: {err}", file=sys.stderr)
-        return 2
-    write_table(rows, args.out)
-    print(f"wrote {len(rows)} rows to {args.out}")
-    return 0
+    return probe_main("bst_pairs", __doc__, pair_rows, argv)
 
 
 if __name__ == "__main__":
