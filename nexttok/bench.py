@@ -50,19 +50,24 @@ def train_flops_per_sample(run: Run, batch: int = 4) -> float:
 
 
 @functools.cache
+def _gpt_flops_per_sample(cfg: RunConfig) -> float:
+    with torch.random.fork_rng():  # building a Run seeds torch; the caller's stream stays as it was
+        return train_flops_per_sample(Run(cfg))
+
+
 def objective_cost(cfg: RunConfig) -> float:
     """Training FLOPs per sample of cfg's objective over next-token training's, both counted on the book's GPT at
     cfg's task, depth and width: what BST's second encoder and pair head, the hybrid's teacherless copies or the
     extra heads add. A pretrained model or Mamba is priced as the GPT of its config's shape (2 x 96 where unset);
-    one attention head, since the count of heads does not change the FLOPs."""
+    one attention head, since the count of heads does not change the FLOPs. Each count is made once a process, so
+    the next-token baseline serves every objective of a shape."""
     task = {k: getattr(cfg, k) for k in ("deg", "path_len", "num_nodes")}
     shape = dict(layers=cfg.layers or 2, dim=cfg.dim or 96, heads=1, n_train=0,
                  n_test=16, n_eval=16, device="cpu", precision="fp32")
     own = {k: getattr(cfg, k) for k in ("mtp_heads", "input_dropout", "hybrid_fraction", "diffusion_weight",
                                         "diffusion_schedule")}
-    with torch.random.fork_rng():  # building a Run seeds torch; the caller's stream stays as it was
-        costs = [train_flops_per_sample(Run(RunConfig(**task, **shape, **settings)))
-                 for settings in ({"mode": cfg.mode, **own}, {"mode": "forward"})]
+    costs = [_gpt_flops_per_sample(RunConfig(**task, **shape, **settings))
+             for settings in ({"mode": cfg.mode, **own}, {"mode": "forward"})]
     return costs[0] / costs[1]
 
 
