@@ -31,7 +31,6 @@ def pair_rows(sweep: str, runs: Path, where: list[str], progress: bool = True) -
     for cfg in configs:
         run = get_run(cfg, runs, progress=progress)
         trained = load_trained(run.folder)
-        trained.model.eval()
         predictions = belief_state_predictions(trained.model, trained.objective, trained.test, trained.vocab, CHUNK)
         rows += [{"key": run.key, "layers": cfg.layers, "n_train": cfg.n_train, "seed": cfg.seed, "steps": cfg.steps,
                   **p, "gen_accuracy": run.metrics["gen_accuracy"]} for p in predictions]
