@@ -1,10 +1,22 @@
 import contextlib
+import importlib.util
 import signal
+from pathlib import Path
 
 import pytest
 import torch
 
 from nexttok import PathStar, RunConfig, resolve, sample, seeded_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module: the scripts are files to run, not a package to import."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -1,16 +1,13 @@
 """scripts/arm_swap.py: the arm-swap intervention on a sweep's forward runs, as a table with its provenance."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from nexttok.records import read_table
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("arm_swap", ROOT / "scripts" / "arm_swap.py")
-arm_swap = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(arm_swap)
+from conftest import load_script
+
+arm_swap = load_script("arm_swap")
 
 TINY = {"deg": 2, "path_len": 4, "num_nodes": 12, "layers": 1, "dim": 16, "heads": 2, "steps": 4, "batch_size": 16,
         "n_test": 32, "eval_every": 2}

@@ -1,7 +1,6 @@
 """The book's structure: config, table of contents, notebooks stored clean, and an HTML build.
 (The notebooks themselves are executed and checked by nbval: `pytest --nbval-lax --nbval-current-env book`.)"""
 import csv
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -11,6 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
@@ -161,8 +162,6 @@ def test_run_shapes_passes_parameters_to_papermill_and_logs_each_chapter(tmp_pat
 def test_the_chapters_make_book_starts_first_are_in_the_toc():
     """scripts/execute_book.py names the chapters that train, to start them first: a renamed chapter would silently
     lose its place (and `make book` its minute)."""
-    spec = importlib.util.spec_from_file_location("execute_book", ROOT / "scripts" / "execute_book.py")
-    execute_book = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(execute_book)
+    execute_book = load_script("execute_book")
     chapters = {nb.stem for nb in execute_book.toc_notebooks(ROOT)}
     assert set(execute_book.START_FIRST) <= chapters, set(execute_book.START_FIRST) - chapters

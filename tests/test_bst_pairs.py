@@ -1,7 +1,5 @@
 """scripts/bst_pairs.py: each BST run's held-out loss, prediction by prediction, as a table with its provenance."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,10 +9,9 @@ from nexttok.records import read_table
 from nexttok.resolve import resolve
 from nexttok.runs import load_trained, run_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("bst_pairs", ROOT / "scripts" / "bst_pairs.py")
-bst_pairs = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bst_pairs)
+from conftest import load_script
+
+bst_pairs = load_script("bst_pairs")
 
 TINY = {"deg": 2, "path_len": 4, "num_nodes": 12, "layers": 1, "dim": 16, "heads": 2, "steps": 4, "batch_size": 16,
         "n_test": 40, "eval_every": 2}

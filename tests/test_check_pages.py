@@ -2,7 +2,6 @@
 empty figure and a widget without its saved state fail. The browser part runs in the system's headless
 Chromium under Playwright: skipped when none is installed (`apt-get install chromium`), except under CI
 (CI set), where a missing Chromium fails, so that CI proves the check drives it."""
-import importlib.util
 import io
 import json
 import os
@@ -14,12 +13,12 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser
 
+from conftest import load_script
+
 pytestmark = pytest.mark.slow  # the slow tier: `make test` runs it, `make test-fast` does not
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("check_pages", ROOT / "scripts" / "check_pages.py")
-check_pages = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(check_pages)
+check_pages = load_script("check_pages")
 
 VIEW = '<script type="application/vnd.jupyter.widget-view+json">{"version_major": 2, "model_id": "%s"}</script>'
 STATE = '<script type="application/vnd.jupyter.widget-state+json">%s</script>'
