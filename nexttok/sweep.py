@@ -97,7 +97,7 @@ REMEDIES = {"base": {"steps": 600, "layers": 2, "n_train": 0, "diffusion_schedul
 # Then that setting as the recipe's, with its default flags on seed 11, a seed no run had used (the row is `nexttok
 # train --mode bst --seed 11`: the base's uniform rate is omitted from a key at its default; seed 12 was started
 # beside it and stopped at step 498 to give its core to the hybrid below, so it has no row). And the
-# hybrid on G(2,4) with the fourth layer that taught BST, at 5,000 steps (about a CPU's half hour), on seeds 1 and
+# hybrid on G(2,4) with the fourth layer that taught BST, at 5,000 steps (half the 3-layer schedule), on seeds 1 and
 # 2, which 3 layers had not learned in 10,000, then seed 0.
 FRESH = {"n_train": 0}
 LEARNED = {"base": {"mode": "diffusion", "diffusion_schedule": "uniform"},
