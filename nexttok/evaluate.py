@@ -15,6 +15,8 @@ All positions are in target order (goal first for reverse).
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .graphs import Graphs
@@ -25,22 +27,31 @@ from .tokens import Vocab
 LEARNED = 0.95
 
 
-@torch.inference_mode()
-def evaluate(model, objective: Objective, graphs: Graphs, vocab: Vocab, batch_size: int = 1024) -> dict:
+@contextlib.contextmanager
+def eval_mode(model):
+    """The model in eval mode for the block (dropout off), then back in the mode it was in."""
     was_training = model.training
     model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@torch.inference_mode()
+def evaluate(model, objective: Objective, graphs: Graphs, vocab: Vocab, batch_size: int = 1024) -> dict:
     loss_sum, tf_hits, gen_hits, whole, on_arm = 0, 0, 0, 0, 0
-    for start in range(0, len(graphs), batch_size):
-        part = graphs[start : start + batch_size]
-        logits, targets, decoded = objective.predict(model, part, vocab)
-        loss_sum = loss_sum + position_losses(logits, targets).double() * len(part)
-        tf_hits = tf_hits + (logits.argmax(-1) == targets).sum(0)
-        correct = decoded == targets
-        gen_hits = gen_hits + correct.sum(0)
-        whole += int(correct.all(1).sum())
-        forward_order = decoded.flip(1) if objective.reverse else decoded
-        on_arm += int((forward_order[:, None, :] == part.arms).all(-1).any(-1).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(graphs), batch_size):
+            part = graphs[start : start + batch_size]
+            logits, targets, decoded = objective.predict(model, part, vocab)
+            loss_sum = loss_sum + position_losses(logits, targets).double() * len(part)
+            tf_hits = tf_hits + (logits.argmax(-1) == targets).sum(0)
+            correct = decoded == targets
+            gen_hits = gen_hits + correct.sum(0)
+            whole += int(correct.all(1).sum())
+            forward_order = decoded.flip(1) if objective.reverse else decoded
+            on_arm += int((forward_order[:, None, :] == part.arms).all(-1).any(-1).sum())
     n = len(graphs)
     gen_token = (gen_hits.double() / n).tolist()
     return {

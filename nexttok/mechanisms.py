@@ -8,6 +8,7 @@ import math
 
 import torch
 
+from .evaluate import eval_mode
 from .graphs import Graphs
 from .objectives import Objective, make_view, position_losses
 from .objectives.belief_state import pairs
@@ -121,12 +122,10 @@ def belief_state_predictions(model, objective, graphs: Graphs, vocab: Vocab, chu
     One dict a prediction (a, c, predicts, position, loss), the loss a mean over `graphs`, `chunk` at a time."""
     a, c = pairs(graphs.path.shape[1])
     totals = torch.zeros(2, len(a))
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(graphs), chunk):
-        part = graphs[start:start + chunk]
-        totals += torch.stack(objective.pair_losses(model, part, vocab)).cpu() * len(part)
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(graphs), chunk):
+            part = graphs[start:start + chunk]
+            totals += torch.stack(objective.pair_losses(model, part, vocab)).cpu() * len(part)
     return [{"a": int(a[k]), "c": int(c[k]), "predicts": half, "position": int(position[k]),
              "loss": float(totals[i, k]) / len(graphs)}
             for i, (half, position) in enumerate((("next", a + 1), ("prev", c - 1))) for k in range(len(a))]
