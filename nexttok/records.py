@@ -227,7 +227,12 @@ def provenance(cfg: RunConfig, device: torch.device, wall_seconds: float, commit
         "commit": commit,
         "device": device_name(device),
         "processes": world_size,
-        "torch": torch.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **made_with(),
         "wall_seconds": round(wall_seconds, 2),
     }
+
+
+def made_with() -> dict:
+    """The torch a result was made with and when (UTC): what every run and probe table records beside its command."""
+    return {"torch": torch.__version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

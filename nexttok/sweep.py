@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import itertools
 import json
 import math
 import sys
 from pathlib import Path
 
-import torch
-
 from .config import FIELDS, RunConfig, excerpt, name_of
 from .graphs import TaskError, one_line, read_text
 from .recipe import PAPER_SCALE
-from .records import git_commit, read_table, write_table
+from .records import git_commit, made_with, read_table, write_table
 from .resolve import resolve
 from .runs import get_run
 from .rundir import Interrupted
@@ -352,9 +349,7 @@ def probe_main(script: str, doc: str, probe_rows, argv: list[str] | None = None)
     except TaskError as err:
         print(f"{script}: {err}", file=sys.stderr)
         return 2
-    made = {"command": " ".join([f"python scripts/{script}.py", *argv]), "commit": git_commit(),
-            "torch": torch.__version__,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    made = {"command": " ".join([f"python scripts/{script}.py", *argv]), "commit": git_commit(), **made_with()}
     write_table([{**row, **made} for row in rows], args.out)
     print(f"wrote {len(rows)} rows to {args.out}")
     return 0
