@@ -15,27 +15,15 @@ All positions are in target order (goal first for reverse).
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from .graphs import Graphs
+from .models import eval_mode
 from .objectives import Objective, position_losses
 from .tokens import Vocab
 
 # the accuracy at which the book calls a run learned (gen_accuracy) and a target position fit (tf_token_accuracy)
 LEARNED = 0.95
-
-
-@contextlib.contextmanager
-def eval_mode(model):
-    """The model in eval mode for the block (dropout off), then back in the mode it was in."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 @torch.inference_mode()

@@ -8,8 +8,8 @@ import math
 
 import torch
 
-from .evaluate import eval_mode
 from .graphs import Graphs
+from .models import eval_mode
 from .objectives import Objective, make_view, position_losses
 from .objectives.belief_state import pairs
 from .tokens import Vocab, prefix_len

@@ -1,6 +1,8 @@
 """The networks, and the one function that builds the model a run config names."""
 from __future__ import annotations
 
+import contextlib
+
 from .belief_state import BeliefStateTransformer
 from .gpt import GPT, GPTConfig
 from .mamba import MambaLM, MambaLMConfig
@@ -13,6 +15,17 @@ MODELS = ("gpt", "mamba", *PRETRAINED)
 
 def gpt_config(cfg, vocab_size: int, block_size: int) -> GPTConfig:
     return GPTConfig(vocab_size, block_size, n_layer=cfg.layers, n_head=cfg.heads, n_embd=cfg.dim, positions=cfg.positions)
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """The model in eval mode for the block (dropout off), then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def build_model(cfg, vocab_size: int, block_size: int):
@@ -28,4 +41,4 @@ def build_model(cfg, vocab_size: int, block_size: int):
 
 
 __all__ = ["GPT", "GPTConfig", "MambaLM", "MambaLMConfig", "MultiTokenGPT", "BeliefStateTransformer", "PRETRAINED",
-           "MODELS", "build_model", "gpt_config"]
+           "MODELS", "build_model", "eval_mode", "gpt_config"]
