@@ -51,8 +51,9 @@ HELP = {
     "hybrid_fraction": "--mode hybrid: fraction of each batch's graphs that also get a teacherless copy",
     "diffusion_weight": "--mode diffusion: token (mean over the masked tokens) or elbo (each sequence weighted 1/r)",
     "diffusion_schedule": "--mode diffusion: the masking rate r, uniform (from U(0, 1]) or cosine (cos(pi u / 2), more masks)",
-    "init_from": "start from the weights of another run (its checkpoint.pt or its run folder): a fresh optimiser and "
-                 "schedule; the model must match (a curriculum: G(2,3), then G(2,4) from its weights, ...)",
+    "init_from": "start from the weights of another run (its checkpoint.pt, its run folder, or its name <mode>-<key> "
+                 "in the run cache beside --out): a fresh optimiser and schedule; the model must match (a curriculum: "
+                 "G(2,3), then G(2,4) from its weights, ...)",
     "positions": "gpt: rotary (rope) or learned absolute position embeddings, as the authors' GPT",
     "n_eval": "test graphs evaluated every eval_every steps (the final evaluation uses all n_test)",
     "probe_gradients": "record the gradient norm of each target position's loss at every evaluation (a probe)",

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import reprlib
 import time
 import typing
@@ -158,19 +159,21 @@ class RunConfig:
 
     def key(self) -> str:
         """A short hash of everything that defines the run. How often it checkpoints, which device runs it and
-        whether the step is compiled do not change what is run, so they are left out; data files and the
-        checkpoint a run starts from count by their contents, not their paths. It is computed once, unless the
-        config names files, whose contents can change under it (their digests have a cache of their own)."""
+        whether the step is compiled do not change what is run, so they are left out; data files count by their
+        contents, not their paths, and the weights a run starts from by `start_identity`. It is computed once,
+        unless the config names files, whose contents can change under it (their digests have a cache of their own)."""
         if "_key" in self.__dict__:
             return self.__dict__["_key"]
         d = self.to_dict()
         for k in RUN_ONLY:
             d.pop(k, None)
-        files = [k for k in ("train_file", "test_file", "init_from") if k in d]
+        files = [k for k in ("train_file", "test_file") if k in d]
         for k in files:
-            d[k] = file_digest(checkpoint_file(d[k]) if k == "init_from" else d[k])
+            d[k] = file_digest(d[k])
+        if "init_from" in d:
+            d["init_from"] = start_identity(d["init_from"])
         key = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-        if not files:
+        if not files and d.get("init_from", "run:").startswith("run:"):
             object.__setattr__(self, "_key", key)
         return key
 
@@ -195,6 +198,20 @@ RUN_ONLY = ("ckpt_every", "device", "compile", "probe_gradients")
 def checkpoint_file(path: str) -> str:
     """The checkpoint a path names: the file itself, or checkpoint.pt in a run folder."""
     return os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
+
+
+# the name of a run-cache folder: `<mode>-<key>`
+RUN_NAME = re.compile(r"[a-z]+-[0-9a-f]{12}")
+
+
+def start_identity(init_from: str) -> str:
+    """What a warm start is keyed by. A run of a run cache (a folder, or a path ending in its name `<mode>-<key>`)
+    by that name, which stands for its config: so the key reads neither folder nor checkpoint, and a committed run
+    that started from another keys alike in a clone that holds no checkpoint. Any other checkpoint by its contents."""
+    name = os.path.basename(os.path.normpath(init_from))
+    if RUN_NAME.fullmatch(name) and not os.path.isfile(init_from):
+        return "run:" + name
+    return file_digest(checkpoint_file(init_from))
 
 
 def _check_types(cfg: RunConfig) -> None:

@@ -4,9 +4,8 @@ once; the result is marked resolved, and its key is fixed from then on."""
 from __future__ import annotations
 
 import dataclasses
-import os
 
-from .config import MAX_PARAMS, MAX_SEQUENCE, OMITTED_AT_DEFAULT, RunConfig, TaskError, checkpoint_file, excerpt
+from .config import MAX_PARAMS, MAX_SEQUENCE, OMITTED_AT_DEFAULT, RunConfig, TaskError, excerpt
 from .graphs import PathStar
 from .models import MODELS, PRETRAINED
 from .objectives import MODES, OBJECTIVE_FIELDS, OBJECTIVE_MODELS
@@ -53,8 +52,6 @@ def _check_names(cfg: RunConfig) -> None:
     problems = [msg for ok, msg in checks if not ok]
     if problems:
         raise TaskError("; ".join(problems))
-    if cfg.init_from and not os.path.isfile(checkpoint_file(cfg.init_from)):
-        raise TaskError(f"--init-from {cfg.init_from}: no checkpoint there (give a run folder or its checkpoint.pt)")
     if not (cfg.train_file or cfg.test_file):
         task = task_of(cfg)
         if task.sequence_len > MAX_SEQUENCE:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .config import RunConfig, TaskError, checkpoint_file, excerpt, file_digest, name_of
+from .config import RUN_NAME, RunConfig, TaskError, checkpoint_file, excerpt, file_digest, name_of, start_identity
 from .graphs import irregular, one_line, require_regular
 
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scaler", "step", "history", "train_seconds", "loss_sum",
@@ -85,8 +85,31 @@ def state_digest(state) -> str:
 def data_digests(cfg: RunConfig) -> dict:
     """The contents' digests of the files a run reads (its data files, the checkpoint it starts from), by field:
     a checkpoint holds them, so a run folder keys its data by contents as the run cache does."""
-    return {k: file_digest(checkpoint_file(v) if k == "init_from" else v)
+    return {k: start_identity(v) if k == "init_from" else file_digest(v)
             for k in ("train_file", "test_file", "init_from") if (v := getattr(cfg, k))}
+
+
+def start_checkpoint(init_from: str, runs: Path | None = None) -> Path:
+    """The checkpoint a warm start reads: a checkpoint file, a run folder's, or, for a run's name `<mode>-<key>`
+    that is no path here, that run's folder in `runs` (the run cache the new run trains in, where a sweep trains
+    the run it starts from). A folder with a run's name must hold that run, finished: the key names its config."""
+    path = Path(init_from)
+    if not path.exists() and runs is not None and RUN_NAME.fullmatch(init_from):
+        path = Path(runs) / init_from
+    if RUN_NAME.fullmatch(path.name) and path.is_dir():
+        if stored_key(path) != path.name.rpartition("-")[2]:
+            raise TaskError(f"--init-from {init_from}: {path}/config.json is not the config of the run {path.name}")
+        if not (path / "metrics.json").is_file():
+            raise TaskError(f"--init-from {init_from}: the run in {path} has not finished: finish it first")
+        if not (path / "checkpoint.pt").is_file():
+            raise TaskError(f"--init-from {init_from}: {path} keeps no checkpoint.pt (a committed run keeps none): "
+                            "train that run again to start from it")
+    checkpoint = Path(checkpoint_file(str(path)))
+    if not checkpoint.is_file():
+        where = f" (nor in {runs})" if runs is not None and RUN_NAME.fullmatch(init_from) else ""
+        raise TaskError(f"--init-from {init_from}: no checkpoint there{where}; give a run folder or its checkpoint.pt, "
+                        "or the name of a finished run of the run cache")
+    return checkpoint
 
 
 def changed_files(state: dict, cfg: RunConfig) -> list[str]:

@@ -19,9 +19,14 @@ from .train import Run, train
 DEFAULT_ROOT = os.environ.get("NEXTTOK_RUNS", "runs")
 
 
-def run_dir(cfg: RunConfig, root: str | Path = DEFAULT_ROOT) -> Path:
+def run_name(cfg: RunConfig) -> str:
+    """The name of a run's folder in a run cache, which a run that starts from it may give as its init_from."""
     cfg = resolve(cfg)
-    return Path(root) / f"{cfg.mode}-{cfg.key()}"
+    return f"{cfg.mode}-{cfg.key()}"
+
+
+def run_dir(cfg: RunConfig, root: str | Path = DEFAULT_ROOT) -> Path:
+    return Path(root) / run_name(cfg)
 
 
 def get_run(cfg: RunConfig, root: str | Path = DEFAULT_ROOT, progress: bool = True) -> RunRecord:

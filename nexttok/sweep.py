@@ -9,6 +9,9 @@ torchrun jobs cover a sweep between them; every finished run lives in the run ca
 restarts where it stopped. `--collect` merges the shards' tables into one, refusing duplicates and
 naming the configs no shard has finished. `--where FIELD=VALUE` keeps the configs whose field has that
 value, so one part of a named sweep (`nexttok sweep grid --where deg=4`) runs and collects on its own.
+A row's `init_from` may be a config: the row starts from that run's weights (a curriculum's next stage), which
+the sweep trains first and which the row's key names as `<mode>-<key>`:
+    {"runs": [{"mode": "hybrid", "path_len": 4, "init_from": {"mode": "hybrid", "path_len": 3}}]}
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from .graphs import TaskError, one_line, read_text
 from .recipe import PAPER_SCALE
 from .records import git_commit, made_with, read_table, write_table
 from .resolve import resolve
-from .runs import get_run
+from .runs import get_run, run_name
 from .rundir import Interrupted
 
 # The paper's G(2,5) setting (nexttok.recipe.PAPER_SCALE): forward, reverse and teacherless; needs a GPU.
@@ -51,6 +54,7 @@ INDECIPHERABLE = {"base": {"only_position": 2}, "grid": {"seed": [0, 1, 2, 3, 4]
 # the most configs one sweep may list (a grid is the product of its lists' lengths: a typo can make it huge); each
 # is checked and resolved as the sweep loads, about a millisecond apiece
 MAX_CONFIGS = 10_000
+MAX_STAGES = 16  # runs a row may start from in a chain (a curriculum's stages)
 # Teacherless training of G(2,l) with the recipe's model, evaluated every 25 steps to see the order in which
 # positions are learned, on seeds 0-2: l = 3, 4, 5 at the recipe's budget (600 steps), l = 3, 4 at five times
 # that budget (3000 steps) and l = 4 at ten times it (6000 steps); and, for depth, G(2,4) with 4 layers at 3000
@@ -164,16 +168,39 @@ def load_sweep(spec: str) -> list[RunConfig]:
     combos += runs
     if not combos:
         raise TaskError(f"{spec}: the sweep lists no configs")
-    configs = []
+    configs, held, brought = [], set(), set()
     for number, combo in enumerate(combos, 1):
         try:
-            configs.append(resolve(RunConfig.from_dict({**base, **combo})))
+            *parents, cfg = _with_parents(base, combo)
         except TaskError as err:
             raise TaskError(f"{spec}: config {number} ({_describe(combo)}): {err}") from None
+        # a run that starts from another brings that run first, unless the sweep holds it (a row of its own is it)
+        for parent in parents:
+            if (key := _key_or_files(parent)) not in held:
+                configs.append(parent)
+                held.add(key)
+                brought.add(key)
+        if (key := _key_or_files(cfg)) not in brought:
+            configs.append(cfg)
+            held.add(key)
     keys = [_key_or_files(c) for c in configs]
     if len(set(keys)) != len(keys):
         raise TaskError(f"{spec}: the same config appears twice")
     return configs
+
+
+def _with_parents(base: dict, combo: dict, depth: int = 0) -> list[RunConfig]:
+    """A row's config, after the configs of the runs it starts from: a row's `init_from` may be a config (a mapping
+    of fields, over the base as a row's), which stands for that run by its name `<mode>-<key>` (a curriculum's next
+    stage names the stage before it so)."""
+    if depth > MAX_STAGES:  # a YAML alias can make a row its own stage before
+        raise TaskError(f"init_from nests more than {MAX_STAGES} stages deep")
+    fields = {**base, **combo}
+    parents = []
+    if isinstance(fields.get("init_from"), dict):
+        parents = _with_parents(base, fields["init_from"], depth + 1)
+        fields["init_from"] = run_name(parents[-1])
+    return parents + [resolve(RunConfig.from_dict(fields))]
 
 
 def _unique_keys(pairs: list) -> dict:
@@ -208,8 +235,9 @@ def _unique_yaml_loader(yaml):
 def select(configs: list[RunConfig], where: list[str]) -> list[RunConfig]:
     """The configs whose fields have every FIELD=VALUE in `where` (VALUE read as JSON where it parses, so
     deg=4 and lr=2e-3 are numbers and mode=forward a string), compared with the config as it trains (a field the
-    sweep leaves to the recipe has the recipe's value). Refuses an unknown field and a selection of none."""
-    fields = set(FIELDS)
+    sweep leaves to the recipe has the recipe's value), and the runs they start from. Refuses an unknown field and a
+    selection of none."""
+    fields, chosen = set(FIELDS), configs
     for term in where:
         field, eq, text = term.partition("=")
         if not eq or field not in fields:
@@ -218,10 +246,15 @@ def select(configs: list[RunConfig], where: list[str]) -> list[RunConfig]:
             value = json.loads(text)
         except ValueError:
             value = text
-        configs = [c for c in configs if getattr(c, field) == value]
-        if not configs:
+        chosen = [c for c in chosen if getattr(c, field) == value]
+        if not chosen:
             raise TaskError(f"--where {' '.join(where)}: no config of the sweep has {field}={text}")
-    return configs
+    # a chosen run brings the runs it starts from, in the sweep's order
+    wanted, names = set(map(id, chosen)), _by_name(configs)
+    for c in reversed(configs):
+        if id(c) in wanted and c.init_from in names:
+            wanted.add(id(names[c.init_from]))
+    return [c for c in configs if id(c) in wanted]
 
 
 def _describe(combo: dict) -> str:
@@ -229,6 +262,11 @@ def _describe(combo: dict) -> str:
     can be small on disk and gigabytes when printed whole)."""
     text = ", ".join(f"{name_of(k)}={excerpt(v, 60)}" for k, v in list(combo.items())[:8]) or "the base"
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _by_name(configs: list[RunConfig]) -> dict[str, RunConfig]:
+    """The configs by their run's name (`<mode>-<key>`, how a run that starts from one names it)."""
+    return {f"{c.mode}-{_key_or_files(c)}": c for c in configs}
 
 
 def _key_or_files(cfg: RunConfig):
@@ -281,11 +319,14 @@ def run_sweep(configs: list[RunConfig], out: str | Path, shard: tuple[int, int] 
     except (TaskError, ValueError, OSError, csv.Error, KeyError):
         previous = {}
     keys = [_key_or_files(c) for c in mine]
+    parents = _by_name(configs)
     for number, cfg in enumerate(mine, 1):
         name = config_name(cfg)
         if progress:
             print(f"[shard {i}/{n}] run {number}/{len(mine)}: {name}", flush=True)
         try:
+            if cfg.init_from in parents:  # the run it starts from, which another shard may hold: taken or waited for
+                get_run(parents[cfg.init_from], out / "runs", progress=progress)
             rows.append(get_run(cfg, out / "runs", progress=progress).row())
         except Interrupted:
             raise

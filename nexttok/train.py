@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .config import RunConfig, checkpoint_file
+from .config import RunConfig
 from .data import load_data
 from .devices import autocast, resolve_device, resolve_precision
 from .evaluate import evaluate
@@ -29,7 +29,7 @@ from .objectives import objective
 from .records import finite_json, flatten, git_commit, provenance, write_table
 from .resolve import resolve
 from .rundir import (Interrupted, data_digests, finish_step_on_signal, load_optimizer_state, read_checkpoint,
-                     read_run_checkpoint, run_folder, save_checkpoint, write_text)
+                     read_run_checkpoint, run_folder, save_checkpoint, start_checkpoint, write_text)
 from .tokens import Vocab
 
 GRADIENT_GRAPHS = 256  # held-out graphs the per-position gradient norms are measured on
@@ -71,7 +71,8 @@ class Run:
     """A model, its data and its optimiser, set up from a config: what train() drives and what a
     notebook inspects."""
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, runs: Path | None = None):
+        """`runs`: the run cache where a warm start given by a run's name is found (rundir.start_checkpoint)."""
         self.cfg = cfg = resolve(cfg)
         self.objective = objective(cfg)
         self.shard, device_name = distributed.setup(cfg.device)
@@ -87,7 +88,8 @@ class Run:
         torch.manual_seed(cfg.seed)
         self.model = self.objective.build(cfg, self.vocab, self.task).to(self.device)
         if cfg.init_from:  # warm start (a curriculum's next stage): the weights only, a fresh optimiser and schedule
-            self.model.load_state_dict(read_checkpoint(Path(checkpoint_file(cfg.init_from)), self.device, self.model)["model"])
+            start = start_checkpoint(cfg.init_from, runs)
+            self.model.load_state_dict(read_checkpoint(start, self.device, self.model)["model"])
         # what the training step calls: under torchrun, DDP averages the gradients over the ranks
         self.trained = TrainingLoss(self.model, self.objective, self.vocab)
         if self.shard.world > 1:
@@ -184,9 +186,9 @@ def train(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool = Fals
     """Train a run to cfg.steps; write config.json, metrics.json, history.csv and checkpoint.pt to
     out_dir (when given). Returns the run and its final metrics. Under torchrun every rank trains and
     rank 0 alone evaluates and writes."""
-    run = Run(cfg)
-    cfg, main = run.cfg, run.shard.is_main
     out = Path(out_dir) if out_dir is not None else None
+    run = Run(cfg, out.parent if out is not None else None)  # a run's name to start from is looked up beside it
+    cfg, main = run.cfg, run.shard.is_main
     # the code that trains is the code now (the tree may change before the run ends); read only where it is written
     commit = git_commit() if out and main else None
     with run_folder(out, cfg, resume, main) as ckpt:

@@ -131,3 +131,46 @@ def test_a_config_whose_data_file_is_missing_loads_and_fails_on_its_own(tmp_path
     from nexttok.sweep import config_name
 
     assert config_name(configs[0]) == f"forward G(2,4) seed 0 (train_file {tmp_path / 'train.txt'})"
+
+
+def test_a_row_that_starts_from_another_run_names_it_and_the_sweep_trains_it_first(tmp_path):
+    """A curriculum as a sweep: the stage before is a config in the row's init_from; the row's key names that run,
+    so it reads no checkpoint and keys alike where the runs are committed without theirs (a fresh clone)."""
+    from nexttok.records import RunRecord
+    from nexttok.rundir import start_checkpoint
+    from nexttok.runs import run_name
+
+    g3 = {"path_len": 3, "steps": 6}
+    spec = tmp_path / "curriculum.json"
+    spec.write_text(json.dumps({"base": {**BASE, "steps": 4, "mode": "hybrid"},
+                                "runs": [{"init_from": g3, "seed": s} for s in (0, 1)]}))
+    parent, first, second = load_sweep(str(spec))  # the stage before, once, then the rows
+    assert (parent.path_len, parent.steps, parent.init_from) == (3, 6, None)
+    assert first.init_from == second.init_from == run_name(parent) and first.key() != second.key()
+    assert select([parent, first, second], ["seed=1"]) == [parent, second], "a chosen row brings its stage before"
+    loop = tmp_path / "loop.yaml"  # a YAML alias that makes a row its own stage before
+    loop.write_text("runs:\n  - &row {mode: hybrid, init_from: *row}\n")
+    with pytest.raises(TaskError, match="more than 16 stages deep"):
+        load_sweep(str(loop))
+    result = sweep(spec, "--out", tmp_path / "out", "--where", "seed=1")
+    assert result.returncode == 0, result.stderr
+    runs = tmp_path / "out" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == sorted([run_name(parent), run_name(second)])
+    assert json.loads((runs / run_name(second) / "config.json").read_text())["init_from"] == run_name(parent)
+    # committed as results are, without checkpoints: the child still loads and keys as its folder's name says
+    for ckpt in runs.glob("*/checkpoint.pt"):
+        ckpt.unlink()
+    child = RunRecord.load(runs / run_name(second))
+    assert run_name(child.config) == run_name(second) and load_sweep(str(spec))[2].key() == second.key()
+    # training from a run's name wants that run, finished, beside it
+    with pytest.raises(TaskError, match="keeps no checkpoint.pt"):
+        start_checkpoint(run_name(parent), runs)
+    with pytest.raises(TaskError, match=r"no checkpoint there \(nor in .*\); give a run folder"):
+        start_checkpoint("hybrid-0123456789ab", runs)
+    renamed = runs / "hybrid-0123456789ab"
+    shutil.copytree(runs / run_name(parent), renamed)
+    with pytest.raises(TaskError, match="is not the config of the run hybrid-0123456789ab"):
+        start_checkpoint(renamed.name, runs)
+    (runs / run_name(parent) / "metrics.json").unlink()
+    with pytest.raises(TaskError, match="has not finished"):
+        start_checkpoint(run_name(parent), runs)
