@@ -202,6 +202,7 @@ def checkpoint_file(path: str) -> str:
 
 # the name of a run-cache folder: `<mode>-<key>`
 RUN_NAME = re.compile(r"[a-z]+-[0-9a-f]{12}")
+WHAT_TO_START_FROM = "give a run folder or its checkpoint.pt, or the name of a finished run of the run cache"
 
 
 def start_identity(init_from: str) -> str:
@@ -211,6 +212,8 @@ def start_identity(init_from: str) -> str:
     name = os.path.basename(os.path.normpath(init_from))
     if RUN_NAME.fullmatch(name) and not os.path.isfile(init_from):
         return "run:" + name
+    if not os.path.isfile(checkpoint_file(init_from)):
+        raise TaskError(f"--init-from {init_from}: no checkpoint there; {WHAT_TO_START_FROM}")
     return file_digest(checkpoint_file(init_from))
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from .config import RUN_NAME, RunConfig, TaskError, checkpoint_file, excerpt, file_digest, name_of, start_identity
+from .config import (RUN_NAME, WHAT_TO_START_FROM, RunConfig, TaskError, checkpoint_file, excerpt, file_digest, name_of,
+                     start_identity)
 from .graphs import irregular, one_line, require_regular
 
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scaler", "step", "history", "train_seconds", "loss_sum",
@@ -107,8 +108,7 @@ def start_checkpoint(init_from: str, runs: Path | None = None) -> Path:
     checkpoint = Path(checkpoint_file(str(path)))
     if not checkpoint.is_file():
         where = f" (nor in {runs})" if runs is not None and RUN_NAME.fullmatch(init_from) else ""
-        raise TaskError(f"--init-from {init_from}: no checkpoint there{where}; give a run folder or its checkpoint.pt, "
-                        "or the name of a finished run of the run cache")
+        raise TaskError(f"--init-from {init_from}: no checkpoint there{where}; {WHAT_TO_START_FROM}")
     return checkpoint
 
 

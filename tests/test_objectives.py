@@ -189,6 +189,8 @@ def test_a_run_starts_from_another_runs_weights(tmp_path):
         Run(tiny_config(path_len=4, dim=16, init_from=str(tmp_path / "g3")))
     with pytest.raises(TaskError, match="missing.pt: no checkpoint there"):
         Run(tiny_config(path_len=4, init_from=str(tmp_path / "missing.pt")))
+    with pytest.raises(TaskError, match="missing.pt: no checkpoint there"):  # its key, as the CLI asks it first
+        tiny_config(path_len=4, init_from=str(tmp_path / "missing.pt")).key()
 
 
 def test_diffusion_decoding_commits_the_surest_position_each_step():
