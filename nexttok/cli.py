@@ -39,7 +39,7 @@ HELP = {
     "compile": "torch.compile the model for training (numerics change slightly; pays on GPUs)",
     "mode": "the training objective. At the recipe on a CPU reverse learns G(2,5), forward stops at 1/d, diffusion "
             "(3 layers, 8,000 steps on a fixed set of 50,000 graphs at the cosine masking rate) learns it on 3 seeds "
-            "of 4, bst (4 layers, 6,000 steps) on 2 seeds of 4; teacherless, hybrid, dropout and mtp are not learned "
+            "of 4, bst (4 layers, 6,000 steps) on 3 seeds of 5; teacherless, hybrid, dropout and mtp are not learned "
             "within a 30-minute CPU run (the hybrid learns G(2,4) at --layers 3 --steps 10000 on some seeds): their "
             "papers trained 6-12 layers on 1-100M graphs (a GPU; nexttok/results/recipe.md)",
     "only_position": "grade this target position alone (1-based, target order); 0 grades all",
