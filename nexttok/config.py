@@ -212,9 +212,10 @@ def start_identity(init_from: str) -> str:
     name = os.path.basename(os.path.normpath(init_from))
     if RUN_NAME.fullmatch(name) and not os.path.isfile(init_from):
         return "run:" + name
-    if not os.path.isfile(checkpoint_file(init_from)):
+    checkpoint = checkpoint_file(init_from)
+    if not os.path.isfile(checkpoint):
         raise TaskError(f"--init-from {init_from}: no checkpoint there; {WHAT_TO_START_FROM}")
-    return file_digest(checkpoint_file(init_from))
+    return file_digest(checkpoint)
 
 
 def _check_types(cfg: RunConfig) -> None:

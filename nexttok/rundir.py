@@ -95,7 +95,8 @@ def start_checkpoint(init_from: str, runs: Path | None = None) -> Path:
     that is no path here, that run's folder in `runs` (the run cache the new run trains in, where a sweep trains
     the run it starts from). A folder with a run's name must hold that run, finished: the key names its config."""
     path = Path(init_from)
-    if not path.exists() and runs is not None and RUN_NAME.fullmatch(init_from):
+    in_cache = not path.exists() and runs is not None and RUN_NAME.fullmatch(init_from)
+    if in_cache:
         path = Path(runs) / init_from
     if RUN_NAME.fullmatch(path.name) and path.is_dir():
         if stored_key(path) != path.name.rpartition("-")[2]:
@@ -107,7 +108,7 @@ def start_checkpoint(init_from: str, runs: Path | None = None) -> Path:
                             "train that run again to start from it")
     checkpoint = Path(checkpoint_file(str(path)))
     if not checkpoint.is_file():
-        where = f" (nor in {runs})" if runs is not None and RUN_NAME.fullmatch(init_from) else ""
+        where = f" (nor in {runs})" if in_cache else ""
         raise TaskError(f"--init-from {init_from}: no checkpoint there{where}; {WHAT_TO_START_FROM}")
     return checkpoint
 
