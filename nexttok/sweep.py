@@ -102,7 +102,7 @@ REMEDIES = {"base": {"steps": 600, "layers": 2, "n_train": 0, "diffusion_schedul
 # 2, which 3 layers had not learned in 10,000, then seed 0. And the 3-layer hybrid at a third of the lr (1e-3), on
 # seeds 1 and 2, whose arm choice had stayed at a guess at 3e-3 (seed 0 learned once its cosine lr was under 2e-3).
 # And the 3-layer hybrid as Nagarajan et al. (2025) train it, a teacherless copy beside every next-token sequence
-# (fraction 1.0, a third more per step than 0.5), at 6,000 steps to stay within a CPU's half hour: seeds 1, 2, 0.
+# (fraction 1.0, a quarter more a step than 0.5), 6,000 steps to stay within a CPU's half hour: seeds 1, 2, 0.
 # Then the 3-layer hybrid as first run (half copied, 10,000 steps) on seed 3, a fourth seed, to size its lottery.
 FRESH = {"n_train": 0}
 LEARNED = {"base": {"mode": "diffusion", "diffusion_schedule": "uniform"},
